@@ -1,9 +1,47 @@
 import type { ServerConfig } from '../config/serverConfig.js';
+import { DfosServer } from './DfosServer.js';
 
 /**
- * Runs the DFOS server in the foreground until SIGTERM/SIGINT, then drains and exits.
- * (Being written by the server-core work; the CLI calls this.)
+ * Runs the DFOS server in the foreground: SIGTERM/SIGINT drain gracefully and exit 0, a
+ * second signal exits at once, SIGHUP reloads users. Tells a process manager (pm2
+ * `wait_ready`) it is ready with process.send('ready'). A fatal error exits 1 with one
+ * clear log line.
  */
 export async function runServer(config: ServerConfig): Promise<void> {
-  throw new Error(`runServer not yet implemented for ${config.host}`);
+  let server: DfosServer;
+  try {
+    server = await DfosServer.start(config);
+  } catch (err) {
+    console.error(`dfos: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+  const { log } = server.loggers;
+
+  const fatal = (err: unknown) => {
+    log.error(`Fatal error, exiting: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    server.abortNow();
+    void server.loggers.close().finally(() => process.exit(1));
+    setTimeout(() => process.exit(1), 2000).unref();
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
+
+  let signals = 0;
+  const onStop = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      log.warn(`Second ${signal}: exiting now; uploads in flight are discarded`);
+      server.abortNow();
+      process.exit(1);
+    }
+    log.info(`${signal} received: draining`);
+    server.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => fatal(err),
+    );
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', () => void server.reloadUsers());
+  process.send?.('ready');
 }

@@ -1,0 +1,134 @@
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import type winston from 'winston';
+import type { JailedFileSystem } from '../../storage/JailedFileSystem.js';
+import { bunyanAdapter } from './bunyanLogger.js';
+import { FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.js';
+import { installFtpSrvPatches } from './installPatches.js';
+import { formatListLine } from './listFormat.js';
+import { Session, type SessionContext } from './Session.js';
+
+/** What the engine needs from DFOS. */
+export interface FtpEngineOptions {
+  host: string;
+  port: number;
+  pasvMin: number;
+  pasvMax: number;
+  /** IPv4 address announced in PASV replies; default: the address the client connected to. */
+  pasvAddress?: string;
+  log: winston.Logger;
+  session: SessionContext;
+  /** Checks credentials and returns the login's filesystem; throws to refuse (530). */
+  login(session: Session, username: string, password: string): Promise<JailedFileSystem>;
+  /** Called once when a session's control connection has closed. */
+  onSessionClosed?(session: Session): void;
+}
+
+/**
+ * DFOS's wrapper around one ftp-srv instance: it applies the patches, creates it without
+ * the SIGTERM/SIGINT/SIGQUIT handlers ftp-srv installs (they call process.exit, #280),
+ * attaches a Session to every connection, and exposes listen / stop-accepting / the live
+ * sessions, so the rest of DFOS never touches ftp-srv directly.
+ */
+export class FtpEngine extends EventEmitter {
+  private readonly ftp: FtpServerInternal;
+  private readonly live = new Set<Session>();
+
+  constructor(private readonly options: FtpEngineOptions) {
+    super();
+    installFtpSrvPatches();
+    const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+    const signals = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
+    const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+    this.ftp = new FtpSrv({
+      url: `ftp://${host}:${options.port}`,
+      pasv_min: options.pasvMin,
+      pasv_max: options.pasvMax,
+      dfos_pasv_address: options.pasvAddress,
+      // Unused (DFOS's PASV handler announces the address) but set, so ftp-srv does not
+      // warn at startup that passive mode is unavailable.
+      pasv_url: (clientIp: string) => clientIp,
+      anonymous: false,
+      greeting: null,
+      timeout: 0,
+      file_format: formatListLine,
+      log: bunyanAdapter(options.log),
+    });
+    for (const signal of signals) {
+      for (const listener of process.listeners(signal)) {
+        if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+      }
+    }
+    this.ftp.on('connect', ({ connection }: { connection: FtpConnection }) => this.attach(connection));
+    this.ftp.on('login', ({ connection, username, password }: { connection: FtpConnection; username: string; password: string }, resolve: (r: unknown) => void, reject: (e: Error) => void) => {
+      const session = this.sessionFor(connection);
+      if (!session) return reject(new Error('no session'));
+      options.login(session, username, password).then((fs) => resolve({ fs }), reject);
+    });
+    this.ftp.on('client-error', ({ context, error }: { context: string; error: Error }) => {
+      options.log.debug('Client connection error', { context, err: error?.message });
+    });
+    this.ftp.on('server-error', ({ error }: { error: Error }) => {
+      options.log.error('FTP listener error', { err: error?.message });
+    });
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 picks a free port). */
+  async listen(): Promise<AddressInfo> {
+    await this.ftp.listen();
+    return this.ftp.server.address() as AddressInfo;
+  }
+
+  /** Stops accepting new control connections; existing sessions continue. */
+  stopAccepting(): void {
+    if (this.ftp.server.listening) this.ftp.server.close();
+  }
+
+  /** Sessions whose control connection is open. */
+  sessions(): Session[] {
+    return [...this.live];
+  }
+
+  /** Resolves when no session is left, or after `timeoutMs`; returns how many remain. */
+  waitForSessions(timeoutMs: number): Promise<number> {
+    if (this.live.size === 0) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      const done = () => {
+        if (this.live.size > 0) return;
+        clearTimeout(timer);
+        this.off('session-closed', done);
+        resolve(0);
+      };
+      const timer = setTimeout(() => {
+        this.off('session-closed', done);
+        resolve(this.live.size);
+      }, timeoutMs);
+      this.on('session-closed', done);
+    });
+  }
+
+  /** Destroys every remaining socket at once (last resort after the drain). */
+  destroyAll(): void {
+    for (const session of this.live) {
+      session.connection.connector?.dataSocket?.destroy();
+      session.connection.commandSocket.destroy();
+    }
+    this.stopAccepting();
+  }
+
+  private sessionFor(connection: FtpConnection): Session | undefined {
+    for (const s of this.live) if (s.connection === connection) return s;
+    return undefined;
+  }
+
+  private attach(connection: FtpConnection): void {
+    const session = new Session(connection, this.options.session);
+    this.live.add(session);
+    connection.commandSocket.once('close', () => {
+      session.dispose();
+      this.live.delete(session);
+      this.options.onSessionClosed?.(session);
+      this.emit('session-closed', session);
+    });
+  }
+}

@@ -1,0 +1,121 @@
+import type winston from 'winston';
+import type { AuditEvent, AuditLog } from '../../logging/AuditLog.js';
+import { ControlLineReader } from './controlLineReader.js';
+import type { FtpConnection } from './internals.js';
+
+/** Server-wide settings and sinks every session needs. */
+export interface SessionContext {
+  /** Close an idle control connection after this many ms (0 = never). */
+  idleTimeoutMs: number;
+  audit: AuditLog;
+  log: winston.Logger;
+}
+
+const sessions = new WeakMap<FtpConnection, Session>();
+
+/**
+ * DFOS's state for one control connection, kept beside ftp-srv's connection object:
+ * who is logged in, whether a data transfer is running (which suspends the idle timeout
+ * and makes shutdown wait), the ordered command queue, and the audit identity.
+ */
+export class Session {
+  readonly id: string;
+  readonly client: string | undefined;
+  readonly startedAt = Date.now();
+  user: string | undefined;
+  /** A data transfer (LIST, NLST, RETR, STOR, APPE, STOU) is in progress. */
+  busy = false;
+  /** The server is shutting down: close with 421 as soon as the session is not busy. */
+  draining = false;
+  /** Why the running transfer was aborted by the server, if it was. */
+  abortReason: string | undefined;
+  /** Total replies sent on the control connection (to guarantee one per command). */
+  replyCount = 0;
+  /** Commands waiting to run, in arrival order. */
+  queue: Promise<void> = Promise.resolve();
+  queued = 0;
+  readonly reader = new ControlLineReader();
+  closed = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly connection: FtpConnection,
+    readonly context: SessionContext,
+  ) {
+    this.id = connection.id;
+    this.client = normaliseAddress(connection.commandSocket.remoteAddress);
+    sessions.set(connection, this);
+    const reply = connection.reply.bind(connection);
+    connection.reply = (options, ...letters) => {
+      this.replyCount++;
+      return reply(options, ...letters);
+    };
+    this.touch();
+  }
+
+  /** A command arrived: restart the idle timer (not while a transfer runs). */
+  touch(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (this.busy || this.closed || this.context.idleTimeoutMs <= 0) return;
+    this.idleTimer = setTimeout(() => this.onIdle(), this.context.idleTimeoutMs);
+    this.idleTimer.unref();
+  }
+
+  /** Marks a data transfer as started: the idle timeout is suspended. */
+  beginTransfer(): void {
+    this.busy = true;
+    this.abortReason = undefined;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  /** Marks the data transfer as ended: the idle timeout runs again. */
+  endTransfer(): void {
+    this.busy = false;
+    this.touch();
+  }
+
+  /** Aborts the running transfer by destroying its data connection. */
+  abortTransfer(reason: string): void {
+    if (!this.busy) return;
+    this.abortReason = reason;
+    const socket = this.connection.connector?.dataSocket;
+    if (socket && !socket.destroyed) socket.destroy(new Error(reason));
+  }
+
+  /** Sends 421 with `message` and closes the control connection. */
+  async close421(message: string): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    await this.connection.close(421, message).catch(() => undefined);
+  }
+
+  /** The control connection is gone: stop timers. */
+  dispose(): void {
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+  }
+
+  /** Writes one audit record with this session's identity. */
+  audit(event: Omit<AuditEvent, 'session' | 'user' | 'client'>): void {
+    this.context.audit.record({ session: this.id, user: this.user, client: this.client, ...event });
+  }
+
+  private onIdle(): void {
+    if (this.busy || this.closed) return;
+    this.context.log.info('Closing idle control connection', { session: this.id, user: this.user, client: this.client });
+    void this.close421(`Idle timeout (${Math.round(this.context.idleTimeoutMs / 1000)} s), closing control connection`);
+  }
+}
+
+/** The DFOS session of an ftp-srv connection, if DFOS attached one. */
+export function sessionOf(connection: FtpConnection): Session | undefined {
+  return sessions.get(connection);
+}
+
+/** `::ffff:127.0.0.1` → `127.0.0.1`; other addresses unchanged. */
+export function normaliseAddress(address: string | undefined): string | undefined {
+  return address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}

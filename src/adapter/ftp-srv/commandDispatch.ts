@@ -1,0 +1,106 @@
+import { CommandsClass, ConnectionClass, type FtpCommand, type FtpCommands, type FtpConnection } from './internals.js';
+import { MAX_LINE_BYTES } from './controlLineReader.js';
+import { sessionOf } from './Session.js';
+
+/** Commands that use a data connection: the session is busy while they run. */
+const DATA_COMMANDS = new Set(['LIST', 'NLST', 'RETR', 'STOR', 'APPE', 'STOU', 'MLSD']);
+/** Commands whose leading `-x` words are ls-style flags, not names. */
+const FLAG_COMMANDS = new Set(['LIST', 'NLST', 'STAT']);
+/** Commands queued beyond this pause reading from the client until the queue drains. */
+const MAX_QUEUED = 32;
+
+/**
+ * Parses a command line keeping its argument intact. ftp-srv's parser strips every `"`
+ * and drops any `-x` word as a flag (so `DELE -a` and `MKD "q"` failed); here flags are
+ * only recognised at the start of LIST/NLST/STAT arguments.
+ */
+export function parseCommandLine(message: string): FtpCommand {
+  const line = message.replace(/^\s+/, '');
+  const space = line.indexOf(' ');
+  const directive = (space === -1 ? line : line.slice(0, space)).toUpperCase();
+  let rest = space === -1 ? '' : line.slice(space + 1);
+  const flags: string[] = [];
+  if (FLAG_COMMANDS.has(directive)) {
+    for (let m = /^(-[A-Za-z]+)(?:\s+|$)/.exec(rest); m; m = /^(-[A-Za-z]+)(?:\s+|$)/.exec(rest)) {
+      flags.push(m[1]!);
+      rest = rest.slice(m[0].length);
+    }
+  }
+  return { directive, arg: rest === '' ? null : rest, flags, raw: message };
+}
+
+/**
+ * Replaces ftp-srv's control-channel input handling (process-wide, once):
+ * - line buffering with a length cap and Telnet IAC removal (ControlLineReader);
+ * - commands run strictly one after another per connection (ftp-srv ran the commands
+ *   of different TCP reads concurrently);
+ * - no raw line is logged (ftp-srv traced `PASS secret`);
+ * - every command gets a reply even when its handler throws or forgets to answer;
+ * - the idle timer restarts on each command and is suspended during transfers;
+ * - a draining session is closed with 421 as soon as its command is done.
+ */
+export function installCommandDispatch(): void {
+  const commandsProto = CommandsClass.prototype;
+  const connectionProto = ConnectionClass.prototype;
+  if ((commandsProto as { dfosPatched?: boolean }).dfosPatched) return;
+  (commandsProto as { dfosPatched?: boolean }).dfosPatched = true;
+  const originalHandle = commandsProto.handle;
+
+  commandsProto.parse = function (this: FtpCommands, message: string) {
+    return parseCommandLine(message ?? '');
+  };
+
+  commandsProto.handle = async function (this: FtpCommands, input: string | FtpCommand) {
+    const connection = this.connection;
+    const session = sessionOf(connection);
+    const command = typeof input === 'string' ? parseCommandLine(input) : input;
+    if (!session) return originalHandle.call(this, command);
+    if (session.closed) return;
+    session.touch();
+    const isData = DATA_COMMANDS.has(command.directive) && connection.authenticated === true;
+    if (isData) session.beginTransfer();
+    const repliesBefore = session.replyCount;
+    try {
+      await originalHandle.call(this, command);
+    } catch (err) {
+      session.context.log.warn('Command handler failed', {
+        session: session.id,
+        directive: command.directive,
+        err: err instanceof Error ? err.message : String(err),
+      });
+    } finally {
+      if (isData) session.endTransfer();
+    }
+    if (session.replyCount === repliesBefore && !session.closed && !connection.commandSocket.destroyed) {
+      await connection.reply(451, `${command.directive}: Requested action aborted, local error in processing`);
+    }
+    if (session.draining && !session.busy) await session.close421('Server shutting down, closing control connection');
+  };
+
+  connectionProto._handleData = function (this: FtpConnection, data: Buffer) {
+    const session = sessionOf(this);
+    if (!session) return;
+    const { lines, overlong } = session.reader.push(data);
+    for (let i = 0; i < overlong; i++) {
+      enqueue(this, () => this.reply(500, `Command line too long (the limit is ${MAX_LINE_BYTES} bytes)`));
+    }
+    for (const line of lines) enqueue(this, () => this.commands.handle(line));
+  };
+}
+
+function enqueue(connection: FtpConnection, run: () => Promise<unknown>): void {
+  const session = sessionOf(connection)!;
+  session.queued++;
+  if (session.queued > MAX_QUEUED) connection.commandSocket.pause();
+  session.queue = session.queue
+    .then(async () => {
+      await run();
+    })
+    .catch((err: unknown) => {
+      session.context.log.warn('Command failed', { session: session.id, err: err instanceof Error ? err.message : String(err) });
+    })
+    .finally(() => {
+      session.queued--;
+      if (session.queued <= MAX_QUEUED / 2 && connection.commandSocket.isPaused() && !session.busy) connection.commandSocket.resume();
+    });
+}

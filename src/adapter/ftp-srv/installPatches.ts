@@ -1,0 +1,33 @@
+import { installCommandDispatch } from './commandDispatch.js';
+import { fileCommands } from './fileCommands.js';
+import { commandRegistry, type CommandEntry } from './internals.js';
+import { loginCommands } from './loginCommands.js';
+import { passiveCommands } from './passiveCommands.js';
+import { siteCommands } from './siteCommands.js';
+import { transferCommands } from './transferCommands.js';
+
+let installed = false;
+
+function register(entries: CommandEntry[]): void {
+  for (const entry of entries) {
+    for (const verb of Array.isArray(entry.directive) ? entry.directive : [entry.directive]) {
+      commandRegistry[verb] = entry;
+    }
+  }
+}
+
+/**
+ * Applies every DFOS fix to ftp-srv, once per process (ftp-srv's registry is
+ * process-wide): the control-channel dispatcher, and DFOS's own handlers for login,
+ * passive mode, transfers, file commands, SITE and HELP.
+ */
+export function installFtpSrvPatches(): void {
+  if (installed) return;
+  installed = true;
+  installCommandDispatch();
+  register(loginCommands);
+  register(passiveCommands);
+  register(transferCommands);
+  register(fileCommands);
+  register(siteCommands);
+}

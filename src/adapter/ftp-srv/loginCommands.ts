@@ -1,0 +1,39 @@
+import type { CommandEntry, FtpConnection } from './internals.js';
+
+/**
+ * USER and PASS. ftp-srv kept the user name after a failed PASS, so the client could
+ * never retry on the same connection ("Username already set"); here a failed login
+ * resets it. Every failure gets the same 530 text, whatever the reason.
+ */
+export const loginCommands: CommandEntry[] = [
+  {
+    directive: 'USER',
+    handler(this: FtpConnection, { command }) {
+      if (this.authenticated) return this.reply(503, 'Already logged in');
+      if (!command.arg) return this.reply(501, 'USER needs a user name');
+      this.username = command.arg;
+      return this.reply(331, 'User name okay, need password');
+    },
+    syntax: '{{cmd}} <username>',
+    description: 'Authentication user name',
+    flags: { no_auth: true },
+  },
+  {
+    directive: 'PASS',
+    async handler(this: FtpConnection, { command }) {
+      if (this.authenticated) return this.reply(202, 'Already logged in');
+      if (!this.username) return this.reply(503, 'Send USER first');
+      const username = this.username;
+      try {
+        await this.login(username, command.arg ?? '');
+        return this.reply(230, 'Login successful');
+      } catch {
+        this.username = undefined;
+        return this.reply(530, 'Login incorrect');
+      }
+    },
+    syntax: '{{cmd}} <password>',
+    description: 'Authentication password',
+    flags: { no_auth: true },
+  },
+];

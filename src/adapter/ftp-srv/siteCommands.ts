@@ -1,0 +1,95 @@
+import type { JailedFileSystem } from '../../storage/JailedFileSystem.js';
+import { FsError } from '../../storage/FsError.js';
+import { encodePreview, PREVIEW_LIMIT } from '../../preview/previewFormat.js';
+import { commandRegistry, type CommandEntry, type FtpConnection, type ReplyLetter } from './internals.js';
+import { describeFailure } from './replyError.js';
+import { sessionOf } from './Session.js';
+
+/** SITE sub-commands with their HELP text. */
+const SITE_HELP = [
+  `SITE VIEW <file>: show the first ${PREVIEW_LIMIT} bytes (text, or a hex dump for binary)`,
+  'SITE CHMOD <mode> <file>: set permission bits, mode in octal (e.g. 644)',
+];
+
+function fsOf(connection: FtpConnection): JailedFileSystem {
+  return connection.fs as JailedFileSystem;
+}
+
+/** SITE VIEW <file>: a multi-line 200 reply in the preview format (see previewFormat.ts). */
+async function siteView(connection: FtpConnection, arg: string): Promise<void> {
+  const session = sessionOf(connection);
+  const started = Date.now();
+  let path = arg;
+  try {
+    if (!arg) throw new FsError(501, 'SITE VIEW needs a file name: SITE VIEW <file>');
+    path = fsOf(connection).resolveClientPath(arg);
+    const { head, size } = await fsOf(connection).readHead(arg, PREVIEW_LIMIT);
+    const letters: ReplyLetter[] = encodePreview(head, size).map((line) => (line.raw ? { raw: true, message: line.text } : line.text));
+    session?.audit({ action: 'view', path, bytes: head.length, durationMs: Date.now() - started, result: 'ok', code: 200 });
+    await connection.reply(200, ...letters);
+  } catch (err) {
+    const { code, message } = describeFailure(err, 550);
+    session?.audit({ action: 'view', path, durationMs: Date.now() - started, result: 'failed', code, reason: message });
+    await connection.reply(code, message);
+  }
+}
+
+/** SITE CHMOD <mode> <file>. */
+async function siteChmod(connection: FtpConnection, arg: string): Promise<void> {
+  const session = sessionOf(connection);
+  const match = /^([0-7]{3,4})\s+(.+)$/.exec(arg);
+  if (!match) {
+    await connection.reply(501, 'Usage: SITE CHMOD <octal mode> <file>, e.g. SITE CHMOD 644 notes.txt');
+    return;
+  }
+  const [, mode, file] = match as unknown as [string, string, string];
+  try {
+    const path = await fsOf(connection).chmod(file, parseInt(mode, 8));
+    session?.audit({ action: 'chmod', path, result: 'ok', code: 200 });
+    await connection.reply(200, `Mode of ${path} set to ${mode}`);
+  } catch (err) {
+    const { code, message } = describeFailure(err, 550);
+    session?.audit({ action: 'chmod', path: file, result: 'failed', code, reason: message });
+    await connection.reply(code, message);
+  }
+}
+
+/** SITE, HELP: replacing ftp-srv's (which never answered a bare SITE or SITE CHMOD). */
+export const siteCommands: CommandEntry[] = [
+  {
+    directive: 'SITE',
+    async handler(this: FtpConnection, { command }) {
+      const arg = (command.arg ?? '').trim();
+      const space = arg.indexOf(' ');
+      const verb = (space === -1 ? arg : arg.slice(0, space)).toUpperCase();
+      const rest = space === -1 ? '' : arg.slice(space + 1).replace(/^ +/, '');
+      if (!verb) return this.reply(501, 'SITE needs a sub-command: SITE VIEW <file> or SITE CHMOD <mode> <file>');
+      if (verb === 'VIEW') return siteView(this, rest);
+      if (verb === 'CHMOD') return siteChmod(this, rest);
+      return this.reply(500, `Unknown SITE command ${verb.slice(0, 32).replace(/[^\x21-\x7e]/g, '?')}; see HELP SITE`);
+    },
+    syntax: '{{cmd}} <sub-command> [<arguments>]',
+    description: 'Site-specific commands: VIEW, CHMOD (see HELP SITE)',
+  },
+  {
+    directive: 'HELP',
+    handler(this: FtpConnection, { command }) {
+      const topic = (command.arg ?? '').trim().toUpperCase();
+      if (!topic) {
+        const verbs = Object.keys(commandRegistry).sort();
+        const rows: string[] = [];
+        for (let i = 0; i < verbs.length; i += 8) rows.push(' ' + verbs.slice(i, i + 8).join(' '));
+        return this.reply(214, 'The following commands are recognized:', ...rows.map((r) => ({ raw: true, message: r })), 'Use HELP <command> for details');
+      }
+      if (topic === 'SITE') {
+        return this.reply(214, 'SITE sub-commands:', ...SITE_HELP.map((l) => ({ raw: true, message: ` ${l}` })), 'End of HELP SITE');
+      }
+      const entry = Object.prototype.hasOwnProperty.call(commandRegistry, topic) ? commandRegistry[topic] : undefined;
+      if (!entry) return this.reply(502, `Unknown command ${topic.slice(0, 32).replace(/[^\x21-\x7e]/g, '?')}`);
+      return this.reply(214, `Syntax: ${entry.syntax.replace('{{cmd}}', topic)}`, entry.description);
+    },
+    syntax: '{{cmd}} [<command>]',
+    description: 'List the commands, or explain one',
+    flags: { no_auth: true },
+  },
+];

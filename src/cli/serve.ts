@@ -1,0 +1,139 @@
+import { Option, type Command } from 'commander';
+import { ZodError } from 'zod';
+import {
+  LOG_LEVELS,
+  parseServerConfig,
+  serverConfigSchema,
+  type ServerConfig,
+  type ServerConfigInput,
+} from '../config/serverConfig.js';
+import { runServer } from '../server/runServer.js';
+import { operationError, usageError } from './errors.js';
+import { describeOptionSource, envVarFor } from './options.js';
+
+type ServeKey = Exclude<keyof ServerConfig, 'console'>;
+
+interface ServeFlag {
+  key: ServeKey;
+  flag: string;
+  arg: string;
+  help: string;
+  /** How the raw string must look before the schema sees it (the schema's coercion is lenient). */
+  kind: 'string' | 'integer' | 'seconds';
+}
+
+/** Every `dfos serve` flag; each also reads DFOS_<FLAG> from the environment. */
+const SERVE_FLAGS: readonly ServeFlag[] = [
+  { key: 'host', flag: 'host', arg: '<address>', help: 'IP address to listen on', kind: 'string' },
+  { key: 'port', flag: 'port', arg: '<number>', help: 'control port (0-65535)', kind: 'integer' },
+  { key: 'pasvMin', flag: 'pasv-min', arg: '<number>', help: 'lowest passive data port', kind: 'integer' },
+  { key: 'pasvMax', flag: 'pasv-max', arg: '<number>', help: 'highest passive data port', kind: 'integer' },
+  {
+    key: 'pasvAddress',
+    flag: 'pasv-address',
+    arg: '<ipv4>',
+    help: 'IPv4 address announced to clients in PASV replies (default: the address the client connected to)',
+    kind: 'string',
+  },
+  { key: 'storage', flag: 'storage', arg: '<dir>', help: 'directory holding one folder per user', kind: 'string' },
+  { key: 'users', flag: 'users', arg: '<file>', help: 'users file (reloaded when it changes)', kind: 'string' },
+  { key: 'logDir', flag: 'log-dir', arg: '<dir>', help: 'directory for log files', kind: 'string' },
+  { key: 'logLevel', flag: 'log-level', arg: '<level>', help: `one of ${LOG_LEVELS.join(', ')}`, kind: 'string' },
+  {
+    key: 'shutdownGrace',
+    flag: 'shutdown-grace',
+    arg: '<seconds>',
+    help: 'on SIGTERM/SIGINT, how long running transfers may finish',
+    kind: 'seconds',
+  },
+  { key: 'idleTimeout', flag: 'idle-timeout', arg: '<seconds>', help: 'disconnect idle sessions after this', kind: 'seconds' },
+  {
+    key: 'authFailDelay',
+    flag: 'auth-fail-delay',
+    arg: '<seconds>',
+    help: 'delay before answering a failed login',
+    kind: 'seconds',
+  },
+];
+
+const STRICT_FORMS: Record<Exclude<ServeFlag['kind'], 'string'>, RegExp> = {
+  integer: /^[0-9]+$/,
+  seconds: /^[0-9]+(\.[0-9]+)?$/,
+};
+
+function defaults(): Partial<Record<ServeKey, unknown>> {
+  try {
+    return serverConfigSchema.parse({});
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Turns the flags and environment into a validated ServerConfig, or throws a usage error
+ * naming the flag (or environment variable) and what it accepts.
+ */
+export function serveConfigFromCommand(cmd: Command): ServerConfig {
+  const opts = cmd.opts<Record<string, string | undefined>>();
+  const input: Record<string, unknown> = {};
+  const raw: Partial<Record<ServeKey, string>> = {};
+  for (const f of SERVE_FLAGS) {
+    const value = opts[f.key];
+    if (value === undefined) continue;
+    raw[f.key] = value;
+    // " 12", "0x10", "1e3" and "" coerce to numbers; refuse them with the schema's own message.
+    input[f.key] = f.kind === 'string' || STRICT_FORMS[f.kind].test(value) ? value : 'not a number';
+  }
+  try {
+    return parseServerConfig(input as ServerConfigInput);
+  } catch (err) {
+    if (!(err instanceof ZodError)) throw err;
+    throw usageError(describeIssue(cmd, err, raw));
+  }
+}
+
+function describeIssue(cmd: Command, err: ZodError, raw: Partial<Record<ServeKey, string>>): string {
+  const issue = err.issues[0];
+  const dflt = defaults();
+  const byFlag = new Map(SERVE_FLAGS.map((f) => [f.flag, f]));
+  const name = (f: ServeFlag) => describeOptionSource(cmd, f.key, f.flag, dflt[f.key]);
+  if (!issue) return 'invalid serve configuration';
+  const key = issue.path[0];
+  const primary = SERVE_FLAGS.find((f) => f.key === key);
+  // Messages start with the option's name ("port must be …"); name it as the user gave it.
+  const words = [...byFlag.keys()].sort((a, b) => b.length - a.length).join('|');
+  let text = issue.message.replace(new RegExp(`(?<![\\w-])(${words})(?![\\w-])`, 'g'), (w) => {
+    const f = byFlag.get(w)!;
+    return f === primary ? (cmd.getOptionValueSource(f.key) === 'env' ? envVarFor(f.flag) : `--${f.flag}`) : name(f);
+  });
+  if (primary && !text.startsWith('--') && !text.startsWith('DFOS_')) {
+    text = `${cmd.getOptionValueSource(primary.key) === 'env' ? envVarFor(primary.flag) : `--${primary.flag}`}: ${text}`;
+  }
+  const got = primary ? raw[primary.key] : undefined;
+  return got === undefined ? text : `${text} (got ${JSON.stringify(got)})`;
+}
+
+/** Registers `dfos serve`. */
+export function registerServe(program: Command): void {
+  const dflt = defaults();
+  const cmd = program
+    .command('serve')
+    .description('run the FTP server in the foreground until SIGTERM/SIGINT')
+    .addHelpText(
+      'after',
+      '\nEvery flag can also be set in the environment as DFOS_<FLAG>, e.g. DFOS_PORT=2121; flags win over the environment.',
+    );
+  for (const f of SERVE_FLAGS) {
+    const d = dflt[f.key];
+    const help = d === undefined ? f.help : `${f.help} (default: ${String(d)})`;
+    cmd.addOption(new Option(`--${f.flag} ${f.arg}`, help).env(envVarFor(f.flag)));
+  }
+  cmd.action(async (_opts: unknown, self: Command) => {
+    const config = serveConfigFromCommand(self);
+    try {
+      await runServer(config);
+    } catch (err) {
+      throw operationError(`serve failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
+}

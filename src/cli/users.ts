@@ -1,0 +1,108 @@
+import type { Command } from 'commander';
+import { hashPassword } from '../users/passwordHash.js';
+import {
+  addUser,
+  readUsersFile,
+  removeUser,
+  setUserPassword,
+  shellQuote,
+  userExists,
+  userNameProblem,
+  UsersFileError,
+} from '../users/usersFile.js';
+import { usageError } from './errors.js';
+import { usersFileOption } from './options.js';
+import { readNewPassword } from './password.js';
+
+function checkName(name: string): void {
+  const problem = userNameProblem(name);
+  if (problem) throw usageError(`NAME ${problem} (got ${JSON.stringify(name)})`);
+}
+
+function flagsText(u: { readOnly: boolean; localOnly: boolean }): string {
+  const parts = [u.readOnly ? 'read-only' : 'read-write', u.localOnly ? 'local only' : 'from anywhere'];
+  return parts.join(', ');
+}
+
+/** Registers `dfos users add|passwd|remove|list`. */
+export function registerUsers(program: Command): void {
+  const users = program.command('users').description('manage the users file (add, passwd, remove, list)');
+
+  users
+    .command('add')
+    .description('add a user (the password is prompted for without echo, or read with --password-stdin)')
+    .argument('<name>', 'user name: 1-64 letters, digits, "_", "." or "-", not starting with "." or "-"')
+    .option('--password-stdin', 'read the password from the first line of stdin')
+    .option('--read-only', 'may download and list only')
+    .option('--local-only', 'may log in only from this machine (loopback)')
+    .addOption(usersFileOption())
+    .action(async (name: string, opts: { passwordStdin?: boolean; readOnly?: boolean; localOnly?: boolean; users: string }) => {
+      checkName(name);
+      if (await userExists(opts.users, name)) {
+        throw new UsersFileError(
+          `${opts.users}: user "${name}" already exists; change the password with: dfos users passwd ${name} --users ${shellQuote(opts.users)}`,
+          'exists',
+          opts.users,
+        );
+      }
+      const password = await readNewPassword(name, 'add', opts.passwordStdin === true);
+      const flags = { readOnly: opts.readOnly === true, localOnly: opts.localOnly === true };
+      await addUser(opts.users, name, await hashPassword(password), flags);
+      process.stdout.write(`added user "${name}" (${flagsText(flags)}) to ${opts.users}\n`);
+    });
+
+  users
+    .command('passwd')
+    .description('set the password of an existing user')
+    .argument('<name>', 'user name')
+    .option('--password-stdin', 'read the password from the first line of stdin')
+    .addOption(usersFileOption())
+    .action(async (name: string, opts: { passwordStdin?: boolean; users: string }) => {
+      checkName(name);
+      if (!(await userExists(opts.users, name))) {
+        throw new UsersFileError(
+          `${opts.users}: there is no user "${name}"; add it with: dfos users add ${name} --users ${shellQuote(opts.users)}`,
+          'no-such-user',
+          opts.users,
+        );
+      }
+      const password = await readNewPassword(name, 'passwd', opts.passwordStdin === true);
+      await setUserPassword(opts.users, name, await hashPassword(password));
+      process.stdout.write(`changed the password of "${name}" in ${opts.users}\n`);
+    });
+
+  users
+    .command('remove')
+    .description('remove a user (their files in storage are kept)')
+    .argument('<name>', 'user name')
+    .addOption(usersFileOption())
+    .action(async (name: string, opts: { users: string }) => {
+      await removeUser(opts.users, name);
+      process.stdout.write(`removed user "${name}" from ${opts.users} (their files in storage are kept)\n`);
+    });
+
+  users
+    .command('list')
+    .description('list users and their flags (never password hashes)')
+    .option('--json', 'print JSON: [{"name", "readOnly", "localOnly"}, ...]')
+    .addOption(usersFileOption())
+    .action(async (opts: { json?: boolean; users: string }) => {
+      const { users: entries } = await readUsersFile(opts.users);
+      const list = [...entries.entries()]
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([name, e]) => ({ name, readOnly: e.readOnly, localOnly: e.localOnly }));
+      if (opts.json) {
+        process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+        return;
+      }
+      if (list.length === 0) {
+        process.stderr.write(`no users in ${opts.users}\n`);
+        return;
+      }
+      const rows = [['NAME', 'ACCESS', 'LOGIN FROM'], ...list.map((u) => [u.name, u.readOnly ? 'read-only' : 'read-write', u.localOnly ? 'local only' : 'anywhere'])];
+      const widths = [0, 1].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+      for (const r of rows) {
+        process.stdout.write(`${r[0]!.padEnd(widths[0]!)}  ${r[1]!.padEnd(widths[1]!)}  ${r[2]}\n`);
+      }
+    });
+}

@@ -1,0 +1,42 @@
+import type winston from 'winston';
+
+/** Actions recorded in the audit trail. */
+export type AuditAction =
+  | 'login'
+  | 'logout'
+  | 'upload'
+  | 'download'
+  | 'delete'
+  | 'rmdir'
+  | 'mkdir'
+  | 'rename'
+  | 'view'
+  | 'chmod';
+
+/** One audit record: who did what to which path, with what outcome. */
+export interface AuditEvent {
+  session: string;
+  user: string | undefined;
+  client: string | undefined;
+  action: AuditAction;
+  path?: string;
+  /** Destination, for rename. */
+  to?: string;
+  bytes?: number;
+  durationMs?: number;
+  result: 'ok' | 'failed' | 'aborted';
+  /** FTP reply code sent to the client. */
+  code?: number;
+  /** Short reason for a failure (client-safe wording). */
+  reason?: string;
+}
+
+/** Writes audit records (one JSON object per line, with a timestamp) to the audit logger. */
+export class AuditLog {
+  constructor(private readonly logger: winston.Logger) {}
+
+  /** Records one action. */
+  record(event: AuditEvent): void {
+    this.logger.info(event.action, { ...event });
+  }
+}

@@ -1,0 +1,159 @@
+import { mkdir, realpath } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ServerConfig } from '../config/serverConfig.js';
+import { FtpEngine } from '../adapter/ftp-srv/FtpEngine.js';
+import type { Session } from '../adapter/ftp-srv/Session.js';
+import { AuditLog } from '../logging/AuditLog.js';
+import { createLoggers, type Loggers } from '../logging/createLogger.js';
+import { removeStaleTemps } from '../storage/hiddenTemp.js';
+import { JailedFileSystem } from '../storage/JailedFileSystem.js';
+import { PathJail } from '../storage/pathJail.js';
+import { UserStore, type ReloadResult } from '../users/UserStore.js';
+
+/** How long aborted transfers get to send their final reply before sockets are cut. */
+const ABORT_SETTLE_MS = 2000;
+
+/**
+ * A running DFOS server: users from users.json, one jail per user under the storage
+ * root, audit trail, graceful drain. Create with DfosServer.start(); stop with shutdown().
+ */
+export class DfosServer {
+  private draining: Promise<void> | undefined;
+  private stopWatching: () => void = () => undefined;
+
+  private constructor(
+    readonly config: ServerConfig,
+    readonly loggers: Loggers,
+    private readonly users: UserStore,
+    private readonly storageRoot: string,
+    private readonly engine: FtpEngine,
+    /** The address actually bound (port resolved when 0 was asked). */
+    readonly address: { host: string; port: number },
+  ) {}
+
+  /**
+   * Loads users, prepares storage (removing stale upload temporaries), and starts
+   * listening. Throws with an operator-facing message when something is wrong.
+   */
+  static async start(config: ServerConfig, loggers: Loggers = createLoggers({ logDir: config.logDir, level: config.logLevel, console: config.console })): Promise<DfosServer> {
+    const { log, auditLog } = loggers;
+    const users = await UserStore.load(resolve(config.users));
+    await mkdir(config.storage, { recursive: true, mode: 0o750 });
+    const storageRoot = await realpath(config.storage);
+    const stale = await removeStaleTemps(storageRoot);
+    if (stale > 0) log.info('Removed stale upload temporaries', { count: stale });
+    const audit = new AuditLog(auditLog);
+    let server: DfosServer | undefined;
+    const engine = new FtpEngine({
+      host: config.host,
+      port: config.port,
+      pasvMin: config.pasvMin,
+      pasvMax: config.pasvMax,
+      pasvAddress: config.pasvAddress,
+      log,
+      session: { idleTimeoutMs: config.idleTimeout * 1000, audit, log },
+      login: (session, username, password) => server!.login(session, username, password),
+      onSessionClosed: (session) => {
+        if (session.user) session.audit({ action: 'logout', result: 'ok', durationMs: Date.now() - session.startedAt });
+      },
+    });
+    let bound;
+    try {
+      bound = await engine.listen();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const hint =
+        code === 'EADDRINUSE' ? 'the port is in use; stop the other server or choose another --port'
+        : code === 'EACCES' ? 'permission denied; use a port above 1023 or grant the capability'
+        : code === 'EADDRNOTAVAIL' ? 'that address is not on this machine; check --host'
+        : (err as Error).message;
+      throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${hint}`);
+    }
+    server = new DfosServer(config, loggers, users, storageRoot, engine, { host: bound.address, port: bound.port });
+    server.stopWatching = users.watch((result) => server!.logReload(result, 'users.json changed'));
+    log.info('DFOS listening', {
+      host: bound.address,
+      port: bound.port,
+      pasv: config.pasvMax > 0 ? `${config.pasvMin}-${config.pasvMax}` : 'any free port',
+      storage: storageRoot,
+      users: users.size,
+    });
+    return server;
+  }
+
+  /** Re-reads users.json (SIGHUP); an invalid file is logged and the old users stay. */
+  async reloadUsers(): Promise<ReloadResult> {
+    const result = await this.users.reload();
+    this.logReload(result, 'SIGHUP');
+    return result;
+  }
+
+  /** Number of open control connections. */
+  get sessionCount(): number {
+    return this.engine.sessions().length;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting at once; idle sessions get 421 and are closed;
+   * running transfers get up to `graceMs` to finish (then 226 and 421); after that they
+   * are aborted (uploads discarded) and their sessions get 421. Flushes the logs.
+   */
+  shutdown(graceMs = this.config.shutdownGrace * 1000): Promise<void> {
+    this.draining ??= this.drain(graceMs);
+    return this.draining;
+  }
+
+  /** Immediate stop (second signal): cut every connection; uploads in flight are discarded. */
+  abortNow(): void {
+    this.stopWatching();
+    for (const session of this.engine.sessions()) session.abortTransfer('server stopped');
+    this.engine.destroyAll();
+  }
+
+  private async drain(graceMs: number): Promise<void> {
+    const { log } = this.loggers;
+    this.engine.stopAccepting();
+    this.stopWatching();
+    const sessions = this.engine.sessions();
+    const busy = sessions.filter((s) => s.busy).length;
+    log.info('Shutting down: not accepting connections', { sessions: sessions.length, transfers: busy, graceSeconds: graceMs / 1000 });
+    await Promise.all(sessions.map((s) => this.drainSession(s)));
+    let left = await this.engine.waitForSessions(graceMs);
+    if (left > 0) {
+      log.warn('Shutdown grace over: aborting transfers', { transfers: left });
+      for (const s of this.engine.sessions()) s.abortTransfer('server shutting down');
+      left = await this.engine.waitForSessions(ABORT_SETTLE_MS);
+      await Promise.all(this.engine.sessions().map((s) => s.close421('Server shutting down, closing control connection')));
+      left = await this.engine.waitForSessions(ABORT_SETTLE_MS);
+    }
+    this.engine.destroyAll();
+    log.info('Shutdown complete', { forced: left });
+    await this.loggers.close();
+  }
+
+  private async drainSession(session: Session): Promise<void> {
+    session.draining = true;
+    if (!session.busy) await session.close421('Server shutting down, closing control connection');
+  }
+
+  private async login(session: Session, username: string, password: string): Promise<JailedFileSystem> {
+    const started = Date.now();
+    const result = await this.users.authenticate(username, password, session.client);
+    if (!result.ok) {
+      await sleep(Math.max(0, this.config.authFailDelay * 1000 - (Date.now() - started)));
+      this.loggers.log.info('Login failed', { session: session.id, client: session.client, user: username.slice(0, 64), reason: result.reason });
+      session.context.audit.record({ session: session.id, user: username.slice(0, 64), client: session.client, action: 'login', result: 'failed', code: 530, reason: result.reason });
+      throw new Error('Login incorrect');
+    }
+    const jail = await PathJail.open(join(this.storageRoot, result.user.name));
+    session.user = result.user.name;
+    session.audit({ action: 'login', result: 'ok', code: 230, durationMs: Date.now() - started });
+    return new JailedFileSystem(jail, { readOnly: result.user.readOnly });
+  }
+
+  private logReload(result: ReloadResult, why: string): void {
+    if (result.ok) this.loggers.log.info('Users reloaded', { why, users: result.count });
+    else this.loggers.log.error('Users file invalid; keeping the previous users', { why, error: result.error.message });
+  }
+}
