@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createReadStream, type ReadStream, type Stats } from 'node:fs';
+import type { ReadStream, Stats } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { AtomicUpload, type UploadMode } from './AtomicUpload.js';
@@ -126,8 +126,7 @@ export class JailedFileSystem {
     const handle = await open(entry.realPath, 'r').catch((err: unknown) => {
       throw toFsError(err, clientPath);
     });
-    const stream = createReadStream('', { fd: handle.fd, start: start ?? 0, highWaterMark: 1 << 19, autoClose: false });
-    stream.once('close', () => void handle.close().catch(() => undefined));
+    const stream = handle.createReadStream({ start: start ?? 0, highWaterMark: 1 << 19, autoClose: true });
     return { stream, clientPath, size: stats.size - (start ?? 0) };
   }
 

@@ -160,7 +160,15 @@ export function locateJsonError(text: string): { offset: number; reason: string 
       if (text[i] === '}') return void i++;
       for (;;) {
         ws();
-        if (text[i] !== '"') fail(text[i] === '}' ? 'trailing comma before "}"' : 'expected a double-quoted property name');
+        if (text[i] !== '"') {
+          fail(
+            text[i] === '}'
+              ? 'trailing comma before "}"'
+              : text[i] === "'"
+                ? 'single quotes; JSON needs double quotes'
+                : 'expected a double-quoted property name',
+          );
+        }
         str();
         ws();
         if (text[i] !== ':') fail('expected ":" after a property name');
