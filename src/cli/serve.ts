@@ -7,7 +7,6 @@ import {
   type ServerConfig,
   type ServerConfigInput,
 } from '../config/serverConfig.js';
-import { runServer } from '../server/runServer.js';
 import { operationError, usageError } from './errors.js';
 import { describeOptionSource, envVarFor } from './options.js';
 
@@ -130,6 +129,8 @@ export function registerServe(program: Command): void {
   }
   cmd.action(async (_opts: unknown, self: Command) => {
     const config = serveConfigFromCommand(self);
+    // Loaded only here, so `dfos users …` and future client commands do not load the server.
+    const { runServer } = await import('../server/runServer.js');
     try {
       await runServer(config);
     } catch (err) {

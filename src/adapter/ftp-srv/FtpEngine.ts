@@ -6,7 +6,7 @@ import { bunyanAdapter } from './bunyanLogger.js';
 import { FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.js';
 import { installFtpSrvPatches } from './installPatches.js';
 import { formatListLine } from './listFormat.js';
-import { Session, type SessionContext } from './Session.js';
+import { Session, sessionOf, type SessionContext } from './Session.js';
 
 /** What the engine needs from DFOS. */
 export interface FtpEngineOptions {
@@ -61,7 +61,7 @@ export class FtpEngine extends EventEmitter {
     }
     this.ftp.on('connect', ({ connection }: { connection: FtpConnection }) => this.attach(connection));
     this.ftp.on('login', ({ connection, username, password }: { connection: FtpConnection; username: string; password: string }, resolve: (r: unknown) => void, reject: (e: Error) => void) => {
-      const session = this.sessionFor(connection);
+      const session = sessionOf(connection);
       if (!session) return reject(new Error('no session'));
       options.login(session, username, password).then((fs) => resolve({ fs }), reject);
     });
@@ -114,11 +114,6 @@ export class FtpEngine extends EventEmitter {
       session.connection.commandSocket.destroy();
     }
     this.stopAccepting();
-  }
-
-  private sessionFor(connection: FtpConnection): Session | undefined {
-    for (const s of this.live) if (s.connection === connection) return s;
-    return undefined;
   }
 
   private attach(connection: FtpConnection): void {
