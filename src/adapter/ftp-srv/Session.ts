@@ -89,6 +89,11 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.idleTimer);
+    const socket = this.connection.commandSocket;
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
     await this.connection.close(421, message).catch(() => undefined);
   }
 

@@ -1,0 +1,105 @@
+/**
+ * Loopback benchmark of a DFOS server process: single-stream upload/download throughput
+ * (basic-ftp and curl), logins per second with N concurrent clients, and server memory
+ * per idle logged-in session. Run: `npm run build && npx tsx bench/bench.ts [sizeMiB] [sessions]`.
+ * Everything stays on 127.0.0.1; every loop is bounded.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'basic-ftp';
+import { hashPassword } from '../src/users/passwordHash.js';
+
+const sizeMiB = Number(process.argv[2] ?? 256);
+const sessions = Number(process.argv[3] ?? 200);
+const port = 20000 + Math.floor(Math.random() * 10000);
+
+async function rssKiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+function rawLogin(): Promise<() => void> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1' });
+    let buf = '';
+    let step = 0;
+    const timer = setTimeout(() => reject(new Error('login timeout')), 30_000);
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      buf += d;
+      if (step === 0 && buf.includes('220 ')) (step = 1), s.write('USER bench\r\n');
+      if (step === 1 && buf.includes('331 ')) (step = 2), s.write('PASS bench-pw\r\n');
+      if (step === 2 && buf.includes('230 ')) {
+        step = 3;
+        clearTimeout(timer);
+        resolve(() => s.destroy());
+      }
+      if (buf.includes('530 ')) reject(new Error('login refused'));
+    });
+    s.on('error', reject);
+  });
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'dfos-bench-'));
+await writeFile(join(dir, 'users.json'), JSON.stringify({ users: { bench: { password: await hashPassword('bench-pw') } } }));
+const server = spawn(process.execPath, ['dist/cli.js', 'serve', '--host', '127.0.0.1', '--port', String(port), '--pasv-min', '0', '--pasv-max', '0',
+  '--storage', join(dir, 'storage'), '--users', join(dir, 'users.json'), '--log-dir', join(dir, 'logs'), '--log-level', 'warn'], { stdio: 'inherit' });
+try {
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await rawLogin())();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const file = join(dir, 'payload.bin');
+  const out = createWriteStream(file);
+  for (let i = 0; i < sizeMiB; i++) out.write(randomBytes(1 << 20));
+  await new Promise((r) => out.end(r));
+  const sha = createHash('sha256').update(await readFile(file)).digest('hex');
+
+  const client = new Client(60_000);
+  await client.access({ host: '127.0.0.1', port, user: 'bench', password: 'bench-pw' });
+  let t = performance.now();
+  await client.uploadFrom(file, 'payload.bin');
+  const up = (sizeMiB / ((performance.now() - t) / 1000)).toFixed(0);
+  t = performance.now();
+  await client.downloadTo(join(dir, 'back.bin'), 'payload.bin');
+  const down = (sizeMiB / ((performance.now() - t) / 1000)).toFixed(0);
+  client.close();
+  const same = createHash('sha256').update(await readFile(join(dir, 'back.bin'))).digest('hex') === sha;
+
+  t = performance.now();
+  execFileSync('curl', ['-s', '-o', join(dir, 'curl.bin'), `ftp://bench:bench-pw@127.0.0.1:${port}/payload.bin`]);
+  const curlDown = (sizeMiB / ((performance.now() - t) / 1000)).toFixed(0);
+  t = performance.now();
+  execFileSync('curl', ['-s', '-T', file, `ftp://bench:bench-pw@127.0.0.1:${port}/curl-up.bin`]);
+  const curlUp = (sizeMiB / ((performance.now() - t) / 1000)).toFixed(0);
+  const curlOk = (await stat(join(dir, 'curl.bin'))).size === sizeMiB << 20;
+
+  const before = await rssKiB(server.pid!);
+  t = performance.now();
+  const closers = await Promise.all(Array.from({ length: sessions }, () => rawLogin()));
+  const loginSeconds = (performance.now() - t) / 1000;
+  await new Promise((r) => setTimeout(r, 500));
+  const after = await rssKiB(server.pid!);
+  closers.forEach((c) => c());
+
+  console.log(JSON.stringify({
+    payloadMiB: sizeMiB,
+    basicFtp: { uploadMiBps: Number(up), downloadMiBps: Number(down), identical: same },
+    curl: { uploadMiBps: Number(curlUp), downloadMiBps: Number(curlDown), complete: curlOk },
+    logins: { concurrent: sessions, seconds: Number(loginSeconds.toFixed(3)), perSecond: Math.round(sessions / loginSeconds) },
+    memory: { rssBeforeMiB: Math.round(before / 1024), rssWithSessionsMiB: Math.round(after / 1024), perSessionKiB: Math.round((after - before) / sessions) },
+  }, null, 2));
+} finally {
+  server.kill('SIGTERM');
+  await new Promise((r) => server.once('exit', r));
+  await rm(dir, { recursive: true, force: true });
+}
