@@ -18,7 +18,10 @@ interface Run {
 }
 
 /** Runs `node dist/cli.js ...args` with only the given DFOS_* variables set. */
-function dfos(args: string[], opts: { input?: string; env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
+function dfos(
+  args: string[],
+  opts: { input?: string; keepStdinOpen?: boolean; env?: Record<string, string>; cwd?: string } = {},
+): Promise<Run> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('DFOS_')) env[k] = v;
   Object.assign(env, opts.env);
@@ -32,10 +35,12 @@ function dfos(args: string[], opts: { input?: string; env?: Record<string, strin
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
+      child.stdin.destroy();
       resolve({ code, stdout, stderr });
     });
     child.stdin.on('error', () => undefined);
-    child.stdin.end(opts.input ?? '');
+    if (opts.keepStdinOpen) child.stdin.write(opts.input ?? '');
+    else child.stdin.end(opts.input ?? '');
   });
 }
 
@@ -97,6 +102,16 @@ test('users add / list / passwd / remove', async (t) => {
   t.is(r.code, 0, r.stderr);
   r = await dfos(['users', 'list', '--json', '--users', file]);
   t.deepEqual(JSON.parse(r.stdout), [{ name: 'bob', readOnly: true, localOnly: true }]);
+});
+
+test('--password-stdin does not wait for the writer to close stdin', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'users.json');
+  const r = await dfos(['users', 'add', 'alice', '--password-stdin', '--users', file], {
+    input: 'pw\n',
+    keepStdinOpen: true,
+  });
+  t.is(r.code, 0, r.stderr);
 });
 
 test('add of an existing user, passwd/remove of a missing one: exit 1, one line', async (t) => {
@@ -199,11 +214,12 @@ test('bad flags and arguments: exit 2, one line naming the flag', async (t) => {
     [['users'], /^dfos: missing command .*commands: add, passwd, remove, list/],
     [['serve', 'extra'], /^dfos: too many arguments/],
   ];
-  for (const [args, re] of cases) {
-    const r = await dfos(args);
+  const runs = await Promise.all(cases.map(([args]) => dfos(args)));
+  cases.forEach(([args, re], i) => {
+    const r = runs[i]!;
     t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     t.regex(oneLine(t, r.stderr), re, args.join(' '));
-  }
+  });
 });
 
 test('serve validation: flags and DFOS_* environment', async (t) => {
@@ -224,14 +240,16 @@ test('serve validation: flags and DFOS_* environment', async (t) => {
     // Flags win over the environment: the bad env value is overridden, the bad flag is reported.
     [['--port', 'bad'], { DFOS_PORT: '2121' }, /^dfos: --port must be/],
   ];
-  for (const [args, env, expected] of cases) {
-    const r = await dfos(['serve', ...args], { env });
+  // Every case fails validation, so no server is ever started.
+  const runs = await Promise.all(cases.map(([args, env]) => dfos(['serve', ...args], { env })));
+  cases.forEach(([args, env, expected], i) => {
+    const r = runs[i]!;
     const label = `serve ${args.join(' ')} ${JSON.stringify(env)}`;
     t.is(r.code, 2, `${label}: ${r.stderr}`);
     const line = oneLine(t, r.stderr);
     if (typeof expected === 'string') t.is(line, expected, label);
     else t.regex(line, expected, label);
-  }
+  });
 });
 
 test('--help and --version exit 0', async (t) => {

@@ -74,8 +74,13 @@ test('unknown users cost a scrypt run too', async (t) => {
     return Number(process.hrtime.bigint() - start) / 1e6;
   };
   await time('alice'); // warm up
-  const known = await time('alice');
-  const unknown = await time('nobody');
+  // Best of three each, to keep a busy machine's noise out.
+  let known = Infinity;
+  let unknown = Infinity;
+  for (let i = 0; i < 3; i++) {
+    known = Math.min(known, await time('alice'));
+    unknown = Math.min(unknown, await time('nobody'));
+  }
   t.deepEqual(await store.authenticate('nobody', 'x', '127.0.0.1'), { ok: false, reason: 'unknown-user' });
   // Both run scrypt with the default parameters; allow generous noise.
   t.true(unknown > known / 4, `unknown ${unknown} ms vs known ${known} ms`);

@@ -3,7 +3,7 @@ import { CliError, operationError, usageError } from './errors.js';
 
 const MAX_LINE = 64 * 1024;
 
-/** Reads the first line of a stream (without its line ending), then stops reading. */
+/** Reads the first line of a stream (without its line ending), then stops reading and closes it. */
 export function readFirstLine(stream: NodeJS.ReadableStream & { destroy?: () => void }): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = '';
@@ -12,6 +12,8 @@ export function readFirstLine(stream: NodeJS.ReadableStream & { destroy?: () => 
       stream.off('end', onEnd);
       stream.off('error', onError);
       stream.pause();
+      // Let the process exit even if the writer keeps the pipe open after the first line.
+      stream.destroy?.();
       if (err) reject(err);
       else resolve((line ?? '').replace(/\r$/, ''));
     };
