@@ -66,7 +66,9 @@ export class PathJail {
     try {
       parentReal = await realpath(dirname(lexical));
     } catch (err) {
-      throw toFsError(err, clientPath);
+      // Tell "missing" from "behind a link that leaves the jail" by the nearest existing
+      // ancestor, so a refusal never reveals what exists outside.
+      throw (await this.escapesViaAncestor(dirname(lexical))) ? denied(clientPath) : toFsError(err, clientPath);
     }
     if (!this.contains(parentReal)) throw denied(clientPath);
     const fsPath = join(parentReal, basename(lexical));
@@ -93,6 +95,23 @@ export class PathJail {
     const e = await this.entry(clientPath);
     if (!e.lstats || !e.realPath) throw new FsError(550, `${clientPath}: No such file or directory`);
     return e as JailedEntry & { realPath: string; lstats: Stats };
+  }
+
+  /** True when the nearest existing ancestor of `path` is a dangling link or lies outside the jail. */
+  private async escapesViaAncestor(path: string): Promise<boolean> {
+    for (let dir = path; this.contains(dir) && dir !== this.root; dir = dirname(dir)) {
+      try {
+        await lstat(dir);
+      } catch {
+        continue;
+      }
+      try {
+        return !this.contains(await realpath(dir));
+      } catch {
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Server path for a client path without any checks (for messages never sent to clients). */
