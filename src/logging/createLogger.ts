@@ -52,7 +52,7 @@ export function createLoggers(options: LoggerOptions): Loggers {
   if (options.console) {
     transports.push(
       new winston.transports.Console({
-        format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.colorize(), consoleLine),
+        format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.colorize({ colors: { trace: 'gray' } }), consoleLine),
         stderrLevels: ['error', 'warn'],
       }),
     );
@@ -64,6 +64,8 @@ export function createLoggers(options: LoggerOptions): Loggers {
     transports: [new winston.transports.File({ filename: join(options.logDir, 'audit.log'), format: json, ...fileOptions })],
     exitOnError: false,
   });
+  log.on('error', () => undefined);
+  auditLog.on('error', () => undefined);
   let closing: Promise<void> | undefined;
   return {
     log,

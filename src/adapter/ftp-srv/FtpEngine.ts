@@ -75,7 +75,14 @@ export class FtpEngine extends EventEmitter {
 
   /** Starts listening; resolves with the bound address (port 0 picks a free port). */
   async listen(): Promise<AddressInfo> {
-    await this.ftp.listen();
+    const server = this.ftp.server;
+    const others = server.listeners('error') as ((err: Error) => void)[];
+    server.removeAllListeners('error');
+    try {
+      await this.ftp.listen();
+    } finally {
+      for (const l of others) server.on('error', l);
+    }
     return this.ftp.server.address() as AddressInfo;
   }
 

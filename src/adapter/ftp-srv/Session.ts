@@ -62,6 +62,12 @@ export class Session {
     this.idleTimer.unref();
   }
 
+  /** A command is running: it is not idle. */
+  suspendIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
   /** Marks a data transfer as started: the idle timeout is suspended. */
   beginTransfer(): void {
     this.busy = true;

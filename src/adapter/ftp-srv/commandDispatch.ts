@@ -56,7 +56,7 @@ export function installCommandDispatch(): void {
     const command = typeof input === 'string' ? parseCommandLine(input) : input;
     if (!session) return originalHandle.call(this, command);
     if (session.closed) return;
-    session.touch();
+    session.suspendIdle();
     const isData = DATA_COMMANDS.has(command.directive) && connection.authenticated === true;
     if (isData) session.beginTransfer();
     const repliesBefore = session.replyCount;
@@ -74,6 +74,7 @@ export function installCommandDispatch(): void {
     if (session.replyCount === repliesBefore && !session.closed && !connection.commandSocket.destroyed) {
       await connection.reply(451, `${command.directive}: Requested action aborted, local error in processing`);
     }
+    session.touch();
     if (session.draining && !session.busy) await session.close421('Server shutting down, closing control connection');
   };
 

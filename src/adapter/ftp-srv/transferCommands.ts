@@ -74,6 +74,10 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
     try {
       await pipeline(socket, stream);
     } catch (err) {
+      // pipeline() rejects as soon as the socket fails, before the upload's _destroy has
+      // removed the temporary: wait for it, so no reply (and no shutdown) precedes cleanup.
+      stream.destroy();
+      if (!stream.closed) await new Promise<void>((resolve) => stream.once('close', () => resolve()));
       const failure = transferFailure(this, err);
       session?.audit({ action: 'upload', path: clientPath, bytes: stream.bytesReceived, durationMs: Date.now() - started, result: session.abortReason ? 'aborted' : 'failed', code: failure.code, reason: failure.message });
       await this.reply(failure.code, failure.message);

@@ -1,0 +1,109 @@
+import test from 'ava';
+import { RawFtp } from './helpers/rawFtp.js';
+import { startTestServer } from './helpers/testServer.js';
+import { dfosLog, pollUntil, spawnServer, tolerateLateLogs } from './helpers/serverProcess.js';
+import { hashPassword } from '../src/users/passwordHash.js';
+import { addUser, removeUser, writeFileAtomic } from '../src/users/usersFile.js';
+
+/** Tries one login; true on 230, false on 530 (anything else throws). */
+async function canLogin(port: number, user: string, password: string): Promise<boolean> {
+  const raw = await RawFtp.connect(port);
+  try {
+    const u = await raw.command(`USER ${user}`);
+    if (u.code !== 331) throw new Error(`USER: ${u.raw}`);
+    const p = await raw.command(`PASS ${password}`);
+    if (p.code === 230) return true;
+    if (p.code === 530) return false;
+    throw new Error(`PASS: ${p.raw}`);
+  } finally {
+    raw.close();
+  }
+}
+
+test('SIGHUP reloads users without a restart: a new user can log in, the process keeps running', async (t) => {
+  const proc = await spawnServer();
+  t.teardown(() => proc.cleanup());
+  t.false(await canLogin(proc.port, 'carol', 'carol-pw'));
+  await addUser(proc.usersFile, 'carol', await hashPassword('carol-pw'));
+  proc.child.kill('SIGHUP');
+  // The reload triggered by the signal is logged as such (the file watcher may also see the change).
+  const hup = await pollUntil(async () => (await dfosLog(proc.logDir)).find((r) => r.message === 'Users reloaded' && r.why === 'SIGHUP'), 5000);
+  t.truthy(hup, 'dfos.log records the SIGHUP reload');
+  t.is(hup?.users, 3);
+  t.true(proc.running(), 'SIGHUP must not stop the server');
+  t.true(await canLogin(proc.port, 'carol', 'carol-pw'));
+  t.true(await canLogin(proc.port, 'alice', 'alice-pw'));
+  proc.child.kill('SIGTERM');
+  t.deepEqual(await proc.waitExit(5000), { code: 0, signal: null });
+});
+
+test('users.json changes are picked up without a signal: added users log in, removed users are refused', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(() => srv.stop());
+  tolerateLateLogs(srv.server);
+  t.false(await canLogin(srv.port, 'carol', 'carol-pw'));
+  t.true(await canLogin(srv.port, 'bob', 'bob-pw'));
+  // Atomic replace (temp + rename), as `dfos users` and most editors do.
+  await addUser(srv.usersFile, 'carol', await hashPassword('carol-pw'));
+  t.true(await pollUntil(() => canLogin(srv.port, 'carol', 'carol-pw'), 8000, 100), 'carol can log in after the file changed');
+  await removeUser(srv.usersFile, 'bob');
+  t.true(
+    await pollUntil(async () => !(await canLogin(srv.port, 'bob', 'bob-pw')), 8000, 100),
+    'bob is refused after being removed (no cached login)',
+  );
+  t.true(await canLogin(srv.port, 'alice', 'alice-pw'));
+});
+
+test('an invalid new users.json (plaintext password) is logged and ignored: the old users still log in', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(() => srv.stop());
+  tolerateLateLogs(srv.server);
+  const good = await hashPassword('carol-pw');
+  await writeFileAtomic(
+    srv.usersFile,
+    JSON.stringify({ users: { alice: { password: 'new-plain-pw' }, carol: { password: good } } }, null, 2),
+  );
+  const error = await pollUntil(
+    async () => (await dfosLog(srv.logDir)).find((r) => r.level === 'error' && /users/i.test(String(r.message))),
+    8000,
+    100,
+  );
+  t.truthy(error, 'dfos.log has an error line about the users file');
+  t.regex(JSON.stringify(error), /alice/, 'the error names the bad user');
+  t.false(JSON.stringify(await dfosLog(srv.logDir)).includes('new-plain-pw'), 'the plaintext password is not logged');
+  t.true(await canLogin(srv.port, 'alice', 'alice-pw'), 'the old alice still logs in');
+  t.true(await canLogin(srv.port, 'bob', 'bob-pw'), 'the old bob still logs in');
+  t.false(await canLogin(srv.port, 'alice', 'new-plain-pw'));
+  t.false(await canLogin(srv.port, 'carol', 'carol-pw'), 'nothing from the invalid file is applied');
+
+  // SIGHUP's reload path refuses it too.
+  const r = await srv.server.reloadUsers();
+  t.false(r.ok);
+  t.true(await canLogin(srv.port, 'alice', 'alice-pw'));
+
+  // Once fixed, the file is applied.
+  await writeFileAtomic(
+    srv.usersFile,
+    JSON.stringify({ users: { alice: { password: await hashPassword('alice-pw2') }, carol: { password: good } } }, null, 2),
+  );
+  t.true(await pollUntil(() => canLogin(srv.port, 'carol', 'carol-pw'), 8000, 100));
+  t.true(await canLogin(srv.port, 'alice', 'alice-pw2'));
+  t.false(await canLogin(srv.port, 'alice', 'alice-pw'));
+});
+
+test('SIGHUP with an invalid users.json keeps the old users and the server running', async (t) => {
+  const proc = await spawnServer();
+  t.teardown(() => proc.cleanup());
+  await writeFileAtomic(proc.usersFile, JSON.stringify({ users: { alice: { password: 'plain' } } }));
+  proc.child.kill('SIGHUP');
+  const error = await pollUntil(
+    async () => (await dfosLog(proc.logDir)).find((r) => r.level === 'error' && r.why === 'SIGHUP'),
+    5000,
+  );
+  t.truthy(error, 'dfos.log has an error line for the SIGHUP reload');
+  t.true(proc.running());
+  t.true(await canLogin(proc.port, 'alice', 'alice-pw'));
+  t.true(await canLogin(proc.port, 'bob', 'bob-pw'));
+  proc.child.kill('SIGTERM');
+  t.deepEqual(await proc.waitExit(5000), { code: 0, signal: null });
+});
