@@ -27,8 +27,10 @@ export class Session {
   busy = false;
   /** The server is shutting down: close with 421 as soon as the session is not busy. */
   draining = false;
-  /** Why the running transfer was aborted by the server, if it was. */
+  /** Why the running transfer was aborted (by the server, or by the client's ABOR). */
   abortReason: string | undefined;
+  /** The client's ABOR cut a transfer; the ABOR itself is then answered 226. */
+  abortedByClient = false;
   /** Total replies sent on the control connection (to guarantee one per command). */
   replyCount = 0;
   /** Commands waiting to run, in arrival order. */
@@ -83,9 +85,10 @@ export class Session {
   }
 
   /** Aborts the running transfer by destroying its data connection. */
-  abortTransfer(reason: string): void {
+  abortTransfer(reason: string, byClient = false): void {
     if (!this.busy) return;
     this.abortReason = reason;
+    this.abortedByClient = byClient;
     const socket = this.connection.connector?.dataSocket;
     if (socket && !socket.destroyed) socket.destroy(new Error(reason));
   }

@@ -85,7 +85,12 @@ export function installCommandDispatch(): void {
     for (let i = 0; i < overlong; i++) {
       enqueue(this, () => this.reply(500, `Command line too long (the limit is ${MAX_LINE_BYTES} bytes)`));
     }
-    for (const line of lines) enqueue(this, () => this.commands.handle(line));
+    for (const line of lines) {
+      // ABOR must act while the transfer runs (ftp-srv never read it mid-transfer): cut the
+      // data connection now; the transfer answers 426, then ABOR itself is answered 226.
+      if (session.busy && /^\s*ABOR\s*$/i.test(line)) session.abortTransfer('aborted by client', true);
+      enqueue(this, () => this.commands.handle(line));
+    }
   };
 }
 

@@ -1,5 +1,7 @@
 import { installCommandDispatch } from './commandDispatch.js';
+import { abortCommand } from './abortCommand.js';
 import { fileCommands } from './fileCommands.js';
+import { listCommands } from './listCommands.js';
 import { commandRegistry, type CommandEntry } from './internals.js';
 import { loginCommands } from './loginCommands.js';
 import { passiveCommands } from './passiveCommands.js';
@@ -19,7 +21,7 @@ function register(entries: CommandEntry[]): void {
 /**
  * Applies every DFOS fix to ftp-srv, once per process (ftp-srv's registry is
  * process-wide): the control-channel dispatcher, and DFOS's own handlers for login,
- * passive mode, transfers, file commands, SITE and HELP.
+ * passive mode, transfers, listings, ABOR, file commands, SITE and HELP.
  */
 export function installFtpSrvPatches(): void {
   if (installed) return;
@@ -29,5 +31,7 @@ export function installFtpSrvPatches(): void {
   register(passiveCommands);
   register(transferCommands);
   register(fileCommands);
+  register(listCommands);
+  register([abortCommand]);
   register(siteCommands);
 }

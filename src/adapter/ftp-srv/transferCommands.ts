@@ -5,22 +5,10 @@ import { FsError } from '../../storage/FsError.js';
 import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
 import { describeFailure } from './replyError.js';
 import { sessionOf } from './Session.js';
-
-/** How long a client may take to open the announced data connection. */
-const DATA_CONNECT_TIMEOUT_MS = 10_000;
+import { openDataConnection } from './dataConnection.js';
 
 function fsOf(connection: FtpConnection): JailedFileSystem {
   return connection.fs as JailedFileSystem;
-}
-
-/** Waits for the data connection announced by PASV/EPSV/PORT; throws 425 when there is none. */
-async function dataSocket(connection: FtpConnection): Promise<Socket> {
-  if (!connection.connector?.type) throw new FsError(425, 'Use PASV or EPSV (or PORT) before this command');
-  try {
-    return await connection.connector.waitForConnection({ timeout: DATA_CONNECT_TIMEOUT_MS, delay: 5 });
-  } catch {
-    throw new FsError(425, 'Cannot open data connection');
-  }
 }
 
 /** Takes (and clears) the REST offset, so a failed transfer never leaks it to the next one. */
@@ -66,7 +54,7 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
     try {
       const name = clientPath.split('/').pop()!;
       await this.reply(150, unique ? `FILE: ${name}` : `Opening data connection for ${clientPath}`);
-      socket = await dataSocket(this);
+      socket = await openDataConnection(this);
     } catch (err) {
       stream.destroy();
       throw err;
@@ -109,7 +97,7 @@ async function retrieve(this: FtpConnection, command: FtpCommand): Promise<void>
     let socket: Socket;
     try {
       await this.reply(150, `Opening data connection for ${clientPath} (${size} bytes)`);
-      socket = await dataSocket(this);
+      socket = await openDataConnection(this);
     } catch (err) {
       stream.destroy();
       throw err;

@@ -1,0 +1,59 @@
+import type { Socket } from 'node:net';
+import type { JailedFileSystem, NamedStats } from '../../storage/JailedFileSystem.js';
+import { FsError } from '../../storage/FsError.js';
+import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
+import { describeFailure } from './replyError.js';
+import { formatListLine } from './listFormat.js';
+import { openDataConnection } from './dataConnection.js';
+
+/**
+ * LIST and NLST. ftp-srv's handler sent a blank line for an empty directory (clients saw
+ * a nameless entry), answered a missing directory with 451, and waited for the data
+ * connection before sending 150. Here: 150, the lines (nothing for an empty directory),
+ * 226; a missing path gets 550 before any data connection is used.
+ */
+async function list(connection: FtpConnection, command: FtpCommand, namesOnly: boolean): Promise<void> {
+  const fs = connection.fs as JailedFileSystem;
+  try {
+    const target = command.arg ?? '.';
+    const stats = await fs.get(target);
+    const entries: NamedStats[] = stats.isDirectory() ? await fs.list(target) : [stats];
+    const text = entries.map((e) => `${namesOnly ? e.name : formatListLine(e)}\r\n`).join('');
+    await connection.reply(150, `Opening data connection for the ${namesOnly ? 'name list' : 'directory listing'}`);
+    const socket: Socket = await openDataConnection(connection);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.end(text, 'utf8', () => resolve());
+    });
+    await connection.reply(226, `Transfer complete (${entries.length} ${entries.length === 1 ? 'entry' : 'entries'})`);
+  } catch (err) {
+    if (err instanceof FsError) {
+      const { code, message } = describeFailure(err);
+      await connection.reply(code, message);
+    } else {
+      await connection.reply(426, 'Connection closed; transfer aborted');
+    }
+  } finally {
+    connection.connector.end();
+  }
+}
+
+/** Registry entries for LIST and NLST. */
+export const listCommands: CommandEntry[] = [
+  {
+    directive: 'LIST',
+    handler(this: FtpConnection, { command }) {
+      return list(this, command, false);
+    },
+    syntax: '{{cmd}} [<path>]',
+    description: 'List a directory (ls -l format) or one file',
+  },
+  {
+    directive: 'NLST',
+    handler(this: FtpConnection, { command }) {
+      return list(this, command, true);
+    },
+    syntax: '{{cmd}} [<path>]',
+    description: 'List the names in a directory',
+  },
+];
