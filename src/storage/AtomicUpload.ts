@@ -25,6 +25,11 @@ export class AtomicUpload extends Writable {
   private committed = false;
   /** Bytes received from the client (not counting content kept from the old file). */
   bytesReceived = 0;
+  /**
+   * Last check before the rename; a rejection discards the upload instead. The transfer
+   * uses it to confirm the data connection really ended normally.
+   */
+  beforeCommit: (() => Promise<void>) | undefined;
 
   private constructor(
     private readonly handle: FileHandle,
@@ -87,6 +92,7 @@ export class AtomicUpload extends Writable {
 
   override _final(callback: (error?: Error | null) => void): void {
     (async () => {
+      await this.beforeCommit?.();
       await this.handle.datasync();
       await this.handle.close();
       await rename(this.tempPath, this.targetPath);

@@ -18,6 +18,19 @@ function takeRestOffset(connection: FtpConnection): number | undefined {
   return offset && offset > 0 ? offset : undefined;
 }
 
+/**
+ * Resolves once the data connection has ended with a FIN, rejects if it was reset. When a
+ * reset arrives behind bytes not yet read, libuv reports a plain end of stream; a
+ * zero-length write then surfaces the pending ECONNRESET without sending anything.
+ */
+function endedNormally(socket: Socket): () => Promise<void> {
+  const ended = new Promise<void>((resolve, reject) => {
+    socket.once('end', () => socket.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
+  });
+  ended.catch(() => undefined);
+  return () => ended;
+}
+
 /** Reply code and text for a transfer whose data connection failed mid-way. */
 function transferFailure(connection: FtpConnection, err: unknown): { code: number; message: string } {
   const session = sessionOf(connection);
@@ -59,6 +72,7 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
       stream.destroy();
       throw err;
     }
+    stream.beforeCommit = endedNormally(socket);
     try {
       await pipeline(socket, stream);
     } catch (err) {
