@@ -54,7 +54,7 @@ async function roundTrip(host: string, port: number, name: string, body: string)
 
 async function stopAndExpectZero(t: { deepEqual(a: unknown, b: unknown, m?: string): void }, proc: ServerProcess): Promise<void> {
   proc.child.kill('SIGTERM');
-  t.deepEqual(await proc.waitExit(10_000), { code: 0, signal: null }, proc.stderr());
+  t.deepEqual(await proc.waitExit(30_000), { code: 0, signal: null }, proc.stderr());
 }
 
 function nonEmptyLines(text: string): string[] {
@@ -178,7 +178,7 @@ test('an invalid users.json (plaintext password) stops startup: exit 1, one mess
   await writeFile(dirs.usersFile, JSON.stringify({ users: { carol: { password: 'plain-text-pw' } } }, null, 2));
   const proc = await spawnServer({ dirs, noWait: true });
   t.teardown(() => proc.cleanup());
-  const exit = await proc.waitExit(10_000);
+  const exit = await proc.waitExit(30_000);
   t.deepEqual(exit, { code: 1, signal: null });
   const err = nonEmptyLines(proc.stderr());
   t.is(err.length, 1, `one line on stderr, got: ${JSON.stringify(err)}`);
@@ -195,7 +195,7 @@ test('a control port already in use: exit 1 with one clear line', async (t) => {
   const port = (busy!.address() as AddressInfo).port;
   const proc = await spawnServer({ args: ['--port', String(port)], noWait: true });
   t.teardown(() => proc.cleanup());
-  const exit = await proc.waitExit(10_000);
+  const exit = await proc.waitExit(30_000);
   t.deepEqual(exit, { code: 1, signal: null });
   const err = nonEmptyLines(proc.stderr());
   t.is(err.length, 1, `exactly one line on stderr, got: ${JSON.stringify(err)}`);

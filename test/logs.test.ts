@@ -197,7 +197,7 @@ test(`defect 5: the CLI console output is human-readable, not JSON, and carries 
   t.is((await raw.command('QUIT')).code, 221);
   bad.close();
   proc.child.kill('SIGTERM');
-  t.deepEqual(await proc.waitExit(10_000), { code: 0, signal: null });
+  t.deepEqual(await proc.waitExit(30_000), { code: 0, signal: null });
 
   const consoleText = stripAnsi(proc.stdout() + proc.stderr());
   const lines = consoleText.split('\n').filter((l) => l.trim() !== '');

@@ -120,7 +120,7 @@ test('defect 21/22: SIGTERM stops accepting within 1 s, idle session gets 421, r
   t.is(downBye.code, 421, downBye.raw);
   await down.waitClosed(3000);
 
-  const exit = await proc.waitExit(10_000);
+  const exit = await proc.waitExit(20_000);
   t.deepEqual(exit, { code: 0, signal: null }, proc.stderr());
   t.is(sha(await readFile(join(proc.storage, 'alice', 'up.bin'))), sha(Buffer.concat(sent)));
   t.deepEqual(await findTemps(proc.storage), []);
@@ -154,7 +154,7 @@ test('SIGINT drains like SIGTERM: idle session gets 421, a running upload comple
   const done = await up.read(5000);
   t.is(done.code, 226, done.raw);
   t.is((await up.read(3000)).code, 421);
-  const exit = await proc.waitExit(10_000);
+  const exit = await proc.waitExit(20_000);
   t.deepEqual(exit, { code: 0, signal: null }, proc.stderr());
   t.true(Buffer.concat([first, second]).equals(await readFile(join(proc.storage, 'alice', 'int.bin'))));
 });
@@ -185,7 +185,7 @@ test('defect 22: when the grace runs out a never-ending upload is aborted: targe
   t.false(codes.includes(226));
   await up.waitClosed(5000);
 
-  const exit = await proc.waitExit(10_000);
+  const exit = await proc.waitExit(20_000);
   t.deepEqual(exit, { code: 0, signal: null }, proc.stderr());
   t.is(await readFile(target, 'utf8'), 'old content\n');
   t.deepEqual(await findTemps(proc.storage), []);
@@ -227,7 +227,7 @@ test('a second SIGTERM during the drain exits at once without touching the targe
   t.deepEqual(await findTemps(proc.storage), [], 'stale temporaries are removed at startup');
   t.is(await readFile(target, 'utf8'), 'old content\n');
   again.child.kill('SIGTERM');
-  t.deepEqual(await again.waitExit(5000), { code: 0, signal: null });
+  t.deepEqual(await again.waitExit(30_000), { code: 0, signal: null });
 });
 
 test('defect 22: DfosServer.shutdown() sends 421 to idle sessions (logged in or not) and closes them', async (t) => {
