@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ReadStream, Stats } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { posix } from 'node:path';
 import { AtomicUpload, type UploadMode } from './AtomicUpload.js';
 import { FsError, toFsError } from './FsError.js';
 import { isTempName } from './hiddenTemp.js';
@@ -231,11 +231,6 @@ export class JailedFileSystem {
     return `stou-${randomUUID()}`;
   }
 
-  /** Joins a name to the current directory (for STOU replies). */
-  join(dir: string, name: string): string {
-    return posix.join(dir, name);
-  }
-
   private assertWritable(clientPath: string): void {
     if (this.policy.readOnly) throw new FsError(550, `${clientPath}: Permission denied (read-only account)`);
   }
@@ -251,9 +246,4 @@ export class JailedFileSystem {
 
 function named(stats: Stats, name: string): NamedStats {
   return Object.assign(stats, { name });
-}
-
-/** Server path of a user's home directory inside the storage root. */
-export function homeDirectory(storageRoot: string, username: string): string {
-  return join(storageRoot, username);
 }

@@ -4,10 +4,7 @@ import { FsError } from '../../storage/FsError.js';
 import type { CommandEntry, FtpConnection } from './internals.js';
 import { describeFailure } from './replyError.js';
 import { sessionOf } from './Session.js';
-
-function fsOf(connection: FtpConnection): JailedFileSystem {
-  return connection.fs as JailedFileSystem;
-}
+import { fsOf } from './connectionFs.js';
 
 /** Quotes a path for a 257 reply (RFC 959: embedded quotes are doubled). */
 export function quotePath(path: string): string {

@@ -1,10 +1,11 @@
 import type { Socket } from 'node:net';
-import type { JailedFileSystem, NamedStats } from '../../storage/JailedFileSystem.js';
+import type { NamedStats } from '../../storage/JailedFileSystem.js';
 import { FsError } from '../../storage/FsError.js';
 import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
 import { describeFailure } from './replyError.js';
 import { formatListLine } from './listFormat.js';
 import { openDataConnection } from './dataConnection.js';
+import { fsOf } from './connectionFs.js';
 
 /**
  * LIST and NLST. ftp-srv's handler sent a blank line for an empty directory (clients saw
@@ -13,7 +14,7 @@ import { openDataConnection } from './dataConnection.js';
  * 226; a missing path gets 550 before any data connection is used.
  */
 async function list(connection: FtpConnection, command: FtpCommand, namesOnly: boolean): Promise<void> {
-  const fs = connection.fs as JailedFileSystem;
+  const fs = fsOf(connection);
   try {
     const target = command.arg ?? '.';
     const stats = await fs.get(target);

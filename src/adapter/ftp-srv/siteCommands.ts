@@ -1,19 +1,15 @@
-import type { JailedFileSystem } from '../../storage/JailedFileSystem.js';
 import { FsError } from '../../storage/FsError.js';
 import { encodePreview, PREVIEW_LIMIT } from '../../preview/previewFormat.js';
 import { commandRegistry, type CommandEntry, type FtpConnection, type ReplyLetter } from './internals.js';
 import { describeFailure } from './replyError.js';
 import { sessionOf } from './Session.js';
+import { fsOf } from './connectionFs.js';
 
 /** SITE sub-commands with their HELP text. */
 const SITE_HELP = [
   `SITE VIEW <file>: show the first ${PREVIEW_LIMIT} bytes (text, or a hex dump for binary)`,
   'SITE CHMOD <mode> <file>: set permission bits, mode in octal (e.g. 644)',
 ];
-
-function fsOf(connection: FtpConnection): JailedFileSystem {
-  return connection.fs as JailedFileSystem;
-}
 
 /** SITE VIEW <file>: a multi-line 200 reply in the preview format (see previewFormat.ts). */
 async function siteView(connection: FtpConnection, arg: string): Promise<void> {

@@ -1,15 +1,11 @@
 import { pipeline } from 'node:stream/promises';
 import type { Socket } from 'node:net';
-import type { JailedFileSystem } from '../../storage/JailedFileSystem.js';
 import { FsError } from '../../storage/FsError.js';
 import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
 import { describeFailure } from './replyError.js';
 import { sessionOf } from './Session.js';
+import { fsOf } from './connectionFs.js';
 import { openDataConnection } from './dataConnection.js';
-
-function fsOf(connection: FtpConnection): JailedFileSystem {
-  return connection.fs as JailedFileSystem;
-}
 
 /** Takes (and clears) the REST offset, so a failed transfer never leaks it to the next one. */
 function takeRestOffset(connection: FtpConnection): number | undefined {
