@@ -51,6 +51,7 @@ export class DfosServer {
       pasvMin: config.pasvMin,
       pasvMax: config.pasvMax,
       pasvAddress: config.pasvAddress,
+      dataTimeoutMs: config.dataTimeout * 1000,
       log,
       session: { idleTimeoutMs: config.idleTimeout * 1000, audit, log },
       login: (session, username, password) => server!.login(session, username, password),

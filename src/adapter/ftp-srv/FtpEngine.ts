@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type winston from 'winston';
 import type { JailedFileSystem } from '../../storage/JailedFileSystem.js';
 import { bunyanAdapter } from './bunyanLogger.js';
+import { DataChannel, PassivePortAllocator } from './DataChannel.js';
 import { FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.js';
 import { installFtpSrvPatches } from './installPatches.js';
 import { formatListLine } from './listFormat.js';
@@ -16,6 +17,8 @@ export interface FtpEngineOptions {
   pasvMax: number;
   /** IPv4 address announced in PASV replies; default: the address the client connected to. */
   pasvAddress?: string;
+  /** A data connection idle for this long is cut with 426 (0 = never). */
+  dataTimeoutMs: number;
   log: winston.Logger;
   session: SessionContext;
   /** Checks credentials and returns the login's filesystem; throws to refuse (530). */
@@ -33,10 +36,12 @@ export interface FtpEngineOptions {
 export class FtpEngine extends EventEmitter {
   private readonly ftp: FtpServerInternal;
   private readonly live = new Set<Session>();
+  private readonly ports: PassivePortAllocator;
 
   constructor(private readonly options: FtpEngineOptions) {
     super();
     installFtpSrvPatches();
+    this.ports = new PassivePortAllocator(options.pasvMin, options.pasvMax);
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
     const signals = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
     const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
@@ -125,6 +130,13 @@ export class FtpEngine extends EventEmitter {
 
   private attach(connection: FtpConnection): void {
     const session = new Session(connection, this.options.session);
+    const dataTimeout = this.options.dataTimeoutMs;
+    connection.connector = new DataChannel(connection, {
+      bindHost: this.options.host,
+      ports: this.ports,
+      connectTimeoutMs: dataTimeout > 0 ? Math.min(dataTimeout, 30_000) : 30_000,
+      stallTimeoutMs: dataTimeout,
+    });
     this.live.add(session);
     connection.commandSocket.once('close', () => {
       session.dispose();

@@ -29,6 +29,8 @@ export class Session {
   draining = false;
   /** Why the running transfer was aborted (by the server, or by the client's ABOR). */
   abortReason: string | undefined;
+  /** `EPSV ALL` was sent: only EPSV may set up data connections (RFC 2428). */
+  epsvAll = false;
   /** The client's ABOR cut a transfer; the ABOR itself is then answered 226. */
   abortedByClient = false;
   /** Total replies sent on the control connection (to guarantee one per command). */
@@ -91,6 +93,7 @@ export class Session {
     this.abortedByClient = byClient;
     const socket = this.connection.connector?.dataSocket;
     if (socket && !socket.destroyed) socket.destroy(new Error(reason));
+    else this.connection.connector?.end(); // still waiting for the data connection
   }
 
   /** Sends 421 with `message` and closes the control connection. */

@@ -2,9 +2,6 @@ import type { Socket } from 'node:net';
 import { FsError } from '../../storage/FsError.js';
 import type { FtpConnection } from './internals.js';
 
-/** How long a client may take to open the announced data connection. */
-const DATA_CONNECT_TIMEOUT_MS = 10_000;
-
 /**
  * Waits for the data connection announced by PASV/EPSV/PORT; throws 425 when there is
  * none or it does not come in time.
@@ -12,7 +9,7 @@ const DATA_CONNECT_TIMEOUT_MS = 10_000;
 export async function openDataConnection(connection: FtpConnection): Promise<Socket> {
   if (!connection.connector?.type) throw new FsError(425, 'Use PASV or EPSV (or PORT) before this command');
   try {
-    return await connection.connector.waitForConnection({ timeout: DATA_CONNECT_TIMEOUT_MS, delay: 5 });
+    return await connection.connector.waitForConnection();
   } catch {
     throw new FsError(425, 'Cannot open data connection');
   }

@@ -4,7 +4,7 @@ import { fileCommands } from './fileCommands.js';
 import { listCommands } from './listCommands.js';
 import { commandRegistry, type CommandEntry } from './internals.js';
 import { loginCommands } from './loginCommands.js';
-import { passiveCommands } from './passiveCommands.js';
+import { dataChannelCommands } from './dataChannelCommands.js';
 import { siteCommands } from './siteCommands.js';
 import { transferCommands } from './transferCommands.js';
 
@@ -28,7 +28,7 @@ export function installFtpSrvPatches(): void {
   installed = true;
   installCommandDispatch();
   register(loginCommands);
-  register(passiveCommands);
+  register(dataChannelCommands);
   register(transferCommands);
   register(fileCommands);
   register(listCommands);

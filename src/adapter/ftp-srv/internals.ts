@@ -29,8 +29,7 @@ export interface FtpConnector {
   dataSocket: Socket | null;
   dataServer: Server | null;
   readonly socket: Socket | null;
-  waitForConnection(options?: { timeout?: number; delay?: number }): Promise<Socket>;
-  setupServer(): Promise<Server>;
+  waitForConnection(): Promise<Socket>;
   end(): void;
 }
 
@@ -134,13 +133,6 @@ export const commandRegistry = load<Record<string, CommandEntry>>(
   'ftp-srv/src/commands/registry.js',
   (m) => typeof m === 'object' && typeof m.STOR?.handler === 'function' && typeof m.SITE?.handler === 'function',
   'command registry',
-);
-
-/** ftp-srv's passive data connector class. */
-export const PassiveConnectorClass = load<new (connection: FtpConnection) => FtpConnector>(
-  'ftp-srv/src/connector/passive.js',
-  (m) => typeof m === 'function' && typeof (m as unknown as { prototype: FtpConnector }).prototype.setupServer === 'function',
-  'PassiveConnector',
 );
 
 /** ftp-srv's default list-line formatter (`ls` style). */

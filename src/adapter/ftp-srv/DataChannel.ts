@@ -1,0 +1,184 @@
+import { randomInt } from 'node:crypto';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { FtpConnection, FtpConnector } from './internals.js';
+import { normaliseAddress } from './Session.js';
+
+/** Where passive listeners go and how long data connections may wait or stall. */
+export interface DataChannelOptions {
+  /** Address passive listeners bind to (the control listener's host). */
+  bindHost: string;
+  ports: PassivePortAllocator;
+  /** How long the client may take to open the announced data connection. */
+  connectTimeoutMs: number;
+  /** A data connection with no bytes either way for this long is cut (0 = never). */
+  stallTimeoutMs: number;
+}
+
+/**
+ * Picks passive ports from the whole configured range: a random start, every port tried
+ * once (ftp-srv probed 5 sequential ports and then gave up). 0–0 lets the system choose.
+ */
+export class PassivePortAllocator {
+  constructor(
+    private readonly min: number,
+    private readonly max: number,
+  ) {}
+
+  /** Makes `server` listen on a free port of the range; returns the port. */
+  async listen(server: Server, host: string): Promise<number> {
+    if (this.min === 0 && this.max === 0) return listenOn(server, 0, host);
+    const size = this.max - this.min + 1;
+    const start = randomInt(size);
+    for (let i = 0; i < size; i++) {
+      const port = this.min + ((start + i) % size);
+      try {
+        return await listenOn(server, port, host);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EADDRINUSE' && code !== 'EACCES') throw err;
+      }
+    }
+    throw new Error(`all ${size} passive ports are in use`);
+  }
+}
+
+function listenOn(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      const address = server.address();
+      resolve(typeof address === 'object' && address ? address.port : port);
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ port, host, exclusive: true });
+  });
+}
+
+/**
+ * One session's data connection, replacing ftp-srv's connectors. Event-driven (ftp-srv
+ * polled every 50 ms and answered 425 after 5 s), and leak-free: a passive listener is
+ * closed as soon as its one connection arrives, when PASV/EPSV/PORT is repeated, when a
+ * transfer ends or fails, and when the session ends. Connections from an address other
+ * than the control connection's are refused; active connections go only to the client's
+ * own address on an unprivileged port (checked by the PORT/EPRT handlers).
+ */
+export class DataChannel implements FtpConnector {
+  type: 'passive' | 'active' | false = false;
+  dataSocket: Socket | null = null;
+  dataServer: Server | null = null;
+  private active: { host: string; port: number; family: 4 | 6 } | undefined;
+  private waiters: { resolve: (s: Socket) => void; reject: (e: Error) => void }[] = [];
+
+  constructor(
+    private readonly connection: FtpConnection,
+    private readonly options: DataChannelOptions,
+  ) {}
+
+  get socket(): Socket | null {
+    return this.dataSocket;
+  }
+
+  /** PASV/EPSV: opens a fresh listener; returns its port. */
+  async listenPassive(): Promise<number> {
+    this.end();
+    const server = createServer({ pauseOnConnect: true });
+    server.on('connection', (socket) => this.accept(server, socket));
+    server.on('error', () => undefined);
+    const port = await this.options.ports.listen(server, this.options.bindHost);
+    this.dataServer = server;
+    this.type = 'passive';
+    return port;
+  }
+
+  /** PORT/EPRT: the next transfer connects to this address. */
+  setActive(host: string, port: number, family: 4 | 6): void {
+    this.end();
+    this.active = { host, port, family };
+    this.type = 'active';
+  }
+
+  /** Resolves with the data connection, connecting (active) or waiting for it (passive). */
+  waitForConnection(): Promise<Socket> {
+    if (this.dataSocket) return Promise.resolve(this.dataSocket);
+    if (this.type === 'active' && this.active) return this.connectActive(this.active);
+    if (this.type !== 'passive' || !this.dataServer) return Promise.reject(new Error('no data connection was set up'));
+    return new Promise<Socket>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.resolve !== resolve);
+        reject(new Error('the client did not open the data connection'));
+      }, this.options.connectTimeoutMs);
+      this.waiters.push({
+        resolve: (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+    });
+  }
+
+  /** Closes the data connection and any listener; the channel is unset afterwards. */
+  end(): void {
+    const socket = this.dataSocket;
+    if (socket && !socket.destroyed) {
+      if (socket.writable) {
+        socket.end();
+        setTimeout(() => socket.destroy(), 2000).unref();
+      } else socket.destroy();
+    }
+    this.dataServer?.close();
+    this.dataSocket = null;
+    this.dataServer = null;
+    this.active = undefined;
+    this.type = false;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(new Error('data connection closed'));
+  }
+
+  private accept(server: Server, socket: Socket): void {
+    const control = normaliseAddress(this.connection.commandSocket.remoteAddress);
+    if (server !== this.dataServer || this.dataSocket || normaliseAddress(socket.remoteAddress) !== control) {
+      socket.destroy();
+      return;
+    }
+    server.close(); // one connection per PASV: free the port at once
+    this.adopt(socket);
+  }
+
+  private adopt(socket: Socket): void {
+    socket.on('error', () => undefined);
+    if (this.options.stallTimeoutMs > 0) {
+      socket.setTimeout(this.options.stallTimeoutMs, () => socket.destroy(new Error('data connection stalled')));
+    }
+    this.dataSocket = socket;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.resolve(socket);
+  }
+
+  private connectActive(target: { host: string; port: number; family: 4 | 6 }): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: target.host, port: target.port, family: target.family });
+      const timer = setTimeout(() => socket.destroy(new Error('active data connection timed out')), this.options.connectTimeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.pause();
+        this.adopt(socket);
+        resolve(socket);
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  }
+}
