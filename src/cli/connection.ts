@@ -94,24 +94,21 @@ export async function connectOptionsFor(cmd: Command): Promise<DfosConnectOption
   return { ...parsed, password };
 }
 
-/** Exit code for a client error: 3 for connection and login failures, 1 for the rest. */
-function exitCodeFor(err: Error): number {
-  return err.name === 'ConnectionError' || err.name === 'AuthError' ? EXIT_CONNECTION : 1;
-}
-
 /**
  * Connects with the command's settings, runs `fn`, closes the client, and turns client
  * errors into one-line CLI errors with the right exit code.
  */
 export async function withClient<T>(cmd: Command, fn: (client: DfosClient) => Promise<T>): Promise<T> {
   const options = await connectOptionsFor(cmd);
-  const { DfosClient, DfosError } = await import('../client/index.js');
+  const { DfosClient, DfosError, ConnectionError, AuthError } = await import('../client/index.js');
   let client: DfosClient | undefined;
   try {
     client = await DfosClient.connect(options);
     return await fn(client);
   } catch (err) {
-    if (err instanceof DfosError) throw new CliError(err.message, exitCodeFor(err));
+    // 3 when the server cannot be reached or refuses the login, 1 for every other remote failure.
+    if (err instanceof ConnectionError || err instanceof AuthError) throw new CliError(err.message, EXIT_CONNECTION);
+    if (err instanceof DfosError) throw new CliError(err.message, 1);
     throw err;
   } finally {
     client?.close();

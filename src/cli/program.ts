@@ -1,6 +1,13 @@
 import { Command } from 'commander';
+import { registerGet } from './get.js';
+import { registerLs } from './ls.js';
+import { registerMkdir } from './mkdir.js';
+import { registerMv } from './mv.js';
+import { registerPut } from './put.js';
+import { registerRm } from './rm.js';
 import { registerServe } from './serve.js';
 import { registerUsers } from './users.js';
+import { registerView } from './view.js';
 import { packageVersion } from './version.js';
 
 /**
@@ -8,7 +15,17 @@ import { packageVersion } from './version.js';
  * `register…(program)` function; a new command (put, get, ls, rm, view, mkdir, mv, …) is
  * one more file and one more entry here.
  */
-export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerServe, registerUsers];
+export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
+  registerServe,
+  registerUsers,
+  registerPut,
+  registerGet,
+  registerLs,
+  registerView,
+  registerRm,
+  registerMkdir,
+  registerMv,
+];
 
 /** Builds the commander program (without error handling; see main.ts). */
 export function createProgram(): Command {

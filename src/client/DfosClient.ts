@@ -10,7 +10,7 @@ import { Client, FTPError } from 'basic-ftp';
 import { decodePreview, type PreviewMode } from '../preview/previewFormat.js';
 import { CommandQueue } from './commandQueue.js';
 import { bufferControlLines } from './controlReplyFix.js';
-import { closedError, toDfosError, type Operation } from './errorMapping.js';
+import { closedError, recordLocalError, toDfosError, type Operation } from './errorMapping.js';
 import { ProtocolError } from './errors.js';
 import { ProgressReporter, type ProgressHandler } from './progress.js';
 import { toRemoteEntry, type RemoteEntry } from './RemoteEntry.js';
@@ -196,9 +196,9 @@ export class DfosClient implements AsyncDisposable {
         reporter.finish();
         return { bytes: 0, resumedFrom: offset };
       }
-      const counter = new UploadCounter(src.skip, (n) => reporter.add(n), (err) => (op.localError ??= err));
+      const counter = new UploadCounter(src.skip, (n) => reporter.add(n), (err) => recordLocalError(op, err));
       const onSourceError = (err: Error) => {
-        op.localError ??= err;
+        recordLocalError(op, err);
         counter.destroy(err);
       };
       src.stream.on('error', onSourceError);
@@ -208,6 +208,7 @@ export class DfosClient implements AsyncDisposable {
         if (offset > 0) await this.ftp.appendFrom(counter, remotePath);
         else await this.ftp.uploadFrom(counter, remotePath);
       } catch (err) {
+        op.settled = true;
         src.stream.unpipe(counter);
         if (src.own) src.stream.destroy();
         counter.destroy();
@@ -442,15 +443,13 @@ export class DfosClient implements AsyncDisposable {
 
   /** RETR (after REST when the reporter starts past 0) into `target`, then ends the target and waits for it. */
   private async receive(remotePath: string, target: Writable, reporter: ProgressReporter, op: Operation): Promise<void> {
-    const onTargetError = (err: Error) => {
-      op.localError ??= err;
-    };
+    const onTargetError = (err: Error) => recordLocalError(op, err);
     target.on('error', onTargetError);
     try {
       const startAt = reporter.startAt;
       op.command = startAt > 0 ? `REST ${startAt} + RETR ${remotePath}` : `RETR ${remotePath}`;
       if (startAt > 0) op.hint = `resuming at byte ${startAt} needs REST on the server`;
-      const sink = new ForwardingSink(target, (n) => reporter.add(n), (err) => (op.localError ??= err));
+      const sink = new ForwardingSink(target, (n) => reporter.add(n), (err) => recordLocalError(op, err));
       await this.ftp.downloadTo(sink, remotePath, startAt);
       target.end();
       await finished(target);
@@ -482,6 +481,9 @@ export class DfosClient implements AsyncDisposable {
       if (totalBytes !== undefined && startAt > totalBytes) startAt = 0;
       file = createWriteStream(part, { flags: startAt > 0 ? 'a' : 'w' });
       await waitOpen(file);
+      // Errors while receiving are recorded by receive(); after a failure (destroy with a
+      // write still pending) there is nothing left to report.
+      file.on('error', () => undefined);
     } catch (err) {
       op.localError = err;
       throw err;
@@ -502,6 +504,7 @@ export class DfosClient implements AsyncDisposable {
         throw err;
       }
     } catch (err) {
+      op.settled = true;
       file.destroy();
       await waitClosed(file);
       if (!resume || (await localSizeOrZero(part).catch(() => 0)) === 0) await rm(part, { force: true }).catch(() => undefined);

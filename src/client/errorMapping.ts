@@ -23,6 +23,13 @@ export interface Operation {
   localError?: unknown;
   /** Appended to the message, e.g. what resume needs from the server. */
   hint?: string | undefined;
+  /** Set once the call has failed: errors from cleaning up after it are not its cause. */
+  settled?: boolean;
+}
+
+/** Records the first failure of the local side while the call is still running. */
+export function recordLocalError(op: Operation, err: unknown): void {
+  if (!op.settled) op.localError ??= err;
 }
 
 /** DFOS (and most servers) answer 550 with this text for a path that does not exist. */

@@ -5,7 +5,7 @@ export interface ProgressEvent {
   totalBytes?: number;
 }
 
-/** Called after each chunk of a transfer, and once more when the transfer has completed. */
+/** Called after each chunk of a transfer, and once when the server confirmed it, with the full count (the only report with bytes === totalBytes). */
 export type ProgressHandler = (event: ProgressEvent) => void;
 
 /** Counts the bytes of one transfer and reports them to an optional handler. */
@@ -31,15 +31,20 @@ export class ProgressReporter {
     return this.done - this.startAt;
   }
 
-  /** Adds a chunk and reports it (a handler that throws aborts the transfer: our streams turn it into a LocalError). */
+  /**
+   * Adds a chunk and reports it, except when it reaches the known total: the full count is
+   * reported once, by finish(), after the server confirmed the transfer. A handler that
+   * throws aborts the transfer (our streams turn that into a LocalError).
+   */
   add(n: number): void {
     this.done += n;
+    if (this.totalBytes !== undefined && this.done >= this.totalBytes) return;
     this.emit();
   }
 
-  /** The final report: the full count, with totalBytes set to it if it was not known. */
+  /** The final report: the full count, as both bytes and totalBytes (a file that changed size meanwhile has its real size). */
   finish(): void {
-    this.totalBytes ??= this.done;
+    this.totalBytes = this.done;
     this.emit();
   }
 

@@ -149,6 +149,7 @@ export class DfosServer {
     }
     const jail = await PathJail.open(join(this.storageRoot, result.user.name));
     session.user = result.user.name;
+    session.readOnly = result.user.readOnly;
     session.audit({ action: 'login', result: 'ok', code: 230, durationMs: Date.now() - started });
     return new JailedFileSystem(jail, { readOnly: result.user.readOnly });
   }

@@ -1,6 +1,7 @@
 import type winston from 'winston';
 import type { AuditEvent, AuditLog } from '../../logging/AuditLog.js';
 import { ControlLineReader } from './controlLineReader.js';
+import { MLST_FACTS, type MlstFact } from './mlsxFacts.js';
 import type { FtpConnection } from './internals.js';
 
 /** Server-wide settings and sinks every session needs. */
@@ -23,6 +24,10 @@ export class Session {
   readonly client: string | undefined;
   readonly startedAt = Date.now();
   user: string | undefined;
+  /** The login may not change anything (for MLSx perm facts). */
+  readOnly = false;
+  /** Facts MLSD/MLST report (OPTS MLST selects them). */
+  mlstFacts: readonly MlstFact[] = MLST_FACTS;
   /** A data transfer (LIST, NLST, RETR, STOR, APPE, STOU) is in progress. */
   busy = false;
   /** The server is shutting down: close with 421 as soon as the session is not busy. */

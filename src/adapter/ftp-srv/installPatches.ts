@@ -2,6 +2,8 @@ import { installCommandDispatch } from './commandDispatch.js';
 import { abortCommand } from './abortCommand.js';
 import { fileCommands } from './fileCommands.js';
 import { listCommands } from './listCommands.js';
+import { mlsxCommands } from './mlsxCommands.js';
+import { protocolCommands, withdrawUnsupported } from './protocolCommands.js';
 import { commandRegistry, type CommandEntry } from './internals.js';
 import { loginCommands } from './loginCommands.js';
 import { dataChannelCommands } from './dataChannelCommands.js';
@@ -33,5 +35,8 @@ export function installFtpSrvPatches(): void {
   register(fileCommands);
   register(listCommands);
   register([abortCommand]);
+  register(mlsxCommands);
+  register(protocolCommands);
+  withdrawUnsupported();
   register(siteCommands);
 }

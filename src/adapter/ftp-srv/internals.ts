@@ -44,6 +44,8 @@ export interface FtpConnection extends EventEmitter {
   username?: string;
   authenticated?: boolean;
   encoding: BufferEncoding;
+  /** TYPE: 'ascii' (TYPE A) or 'binary' (TYPE I). */
+  transferType: 'ascii' | 'binary';
   restByteCount: number | undefined;
   renameFrom?: string;
   log: BunyanLike;

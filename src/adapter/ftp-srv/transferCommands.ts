@@ -1,6 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import type { Socket } from 'node:net';
 import { FsError } from '../../storage/FsError.js';
+import { CrlfToLf, LfToCrlf } from '../../protocol/asciiMode.js';
 import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
 import { describeFailure } from './replyError.js';
 import { sessionOf } from './Session.js';
@@ -70,7 +71,7 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
     }
     stream.beforeCommit = endedNormally(socket);
     try {
-      await pipeline(socket, stream);
+      await (this.transferType === 'ascii' ? pipeline(socket, new CrlfToLf(), stream) : pipeline(socket, stream));
     } catch (err) {
       // pipeline() rejects as soon as the socket fails, before the upload's _destroy has
       // removed the temporary: wait for it, so no reply (and no shutdown) precedes cleanup.
@@ -113,7 +114,7 @@ async function retrieve(this: FtpConnection, command: FtpCommand): Promise<void>
       throw err;
     }
     try {
-      await pipeline(stream, socket);
+      await (this.transferType === 'ascii' ? pipeline(stream, new LfToCrlf(), socket) : pipeline(stream, socket));
       sent = socket.bytesWritten;
     } catch (err) {
       sent = socket.bytesWritten;

@@ -1,0 +1,179 @@
+import { FsError } from '../../storage/FsError.js';
+import { fsOf } from './connectionFs.js';
+import { commandRegistry, type CommandEntry, type FtpConnection } from './internals.js';
+import { formatListLine } from './listFormat.js';
+import { MLST_FACTS, mlstFeature, mlstTime, type MlstFact } from './mlsxFacts.js';
+import { quotePath } from './fileCommands.js';
+import { describeFailure } from './replyError.js';
+import { sessionOf } from './Session.js';
+
+/** The features FEAT announces: exactly what works (ftp-srv listed AUTH TLS without TLS). */
+function features(connection: FtpConnection): string[] {
+  return ['EPRT', 'EPSV', 'MDTM', mlstFeature(sessionOf(connection)?.mlstFacts ?? MLST_FACTS), 'PASV', 'REST STREAM', 'SIZE', 'TVFS', 'UTF8'];
+}
+
+/** Runs a path command and sends its one reply (a client-safe failure on error). */
+async function answer(connection: FtpConnection, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    const { code, message } = describeFailure(err, 550);
+    await connection.reply(code, message);
+  }
+}
+
+function requireArg(arg: string | null, verb: string, what: string): string {
+  if (!arg) throw new FsError(501, `${verb} needs ${what}`);
+  return arg;
+}
+
+/**
+ * FEAT, OPTS, STAT, TYPE, MDTM, CWD, CDUP, PWD, QUIT, replacing ftp-srv's: OPTS UTF8 now
+ * works before login, STAT uses 211/212/213 correctly (ftp-srv swapped 212 and 213),
+ * TYPE A converts line endings, and a missing argument is a 501 instead of acting on the
+ * current directory.
+ */
+export const protocolCommands: CommandEntry[] = [
+  {
+    directive: 'FEAT',
+    handler(this: FtpConnection) {
+      return this.reply(211, 'Features:', ...features(this).map((f) => ({ raw: true, message: ` ${f}` })), 'End');
+    },
+    syntax: '{{cmd}}',
+    description: 'List the protocol extensions this server supports',
+    flags: { no_auth: true },
+  },
+  {
+    directive: 'OPTS',
+    handler(this: FtpConnection, { command }) {
+      const arg = (command.arg ?? '').trim();
+      const space = arg.indexOf(' ');
+      const option = (space === -1 ? arg : arg.slice(0, space)).toUpperCase();
+      const value = space === -1 ? '' : arg.slice(space + 1).trim();
+      if (!option) return this.reply(501, 'OPTS needs an option: OPTS UTF8 ON or OPTS MLST <facts>');
+      if (option === 'UTF8' || option === 'UTF-8') {
+        if (/^(ON)?$/i.test(value)) return this.reply(200, 'UTF8 mode is on');
+        if (/^OFF$/i.test(value)) return this.reply(504, 'UTF8 cannot be turned off: names are always UTF-8');
+        return this.reply(501, 'OPTS UTF8 takes ON');
+      }
+      if (option === 'MLST') {
+        const wanted = value
+          .split(';')
+          .map((f) => f.trim().toLowerCase())
+          .filter((f): f is MlstFact => (MLST_FACTS as readonly string[]).includes(f));
+        const session = sessionOf(this);
+        if (session) session.mlstFacts = MLST_FACTS.filter((f) => wanted.includes(f));
+        return this.reply(200, `MLST OPTS ${(session?.mlstFacts ?? []).map((f) => `${f};`).join('')}`);
+      }
+      return this.reply(501, `Unknown option ${option.slice(0, 32).replace(/[^\x21-\x7e]/g, '?')}`);
+    },
+    syntax: '{{cmd}} <option> [<value>]',
+    description: 'Set an option: UTF8 ON, MLST <facts>',
+    flags: { no_auth: true },
+  },
+  {
+    directive: 'STAT',
+    handler(this: FtpConnection, { command }) {
+      const session = sessionOf(this);
+      if (!command.arg) {
+        return this.reply(
+          211,
+          'DFOS FTP server status:',
+          { raw: true, message: ` Connected from ${session?.client ?? 'unknown'}` },
+          { raw: true, message: ` Logged in as ${session?.user ?? 'nobody'}` },
+          { raw: true, message: ` TYPE: ${this.transferType === 'ascii' ? 'ASCII' : 'BINARY'}, STRUcture: File, MODE: Stream` },
+          { raw: true, message: ` Data connection: ${this.connector?.type || 'none'}` },
+          'End of status',
+        );
+      }
+      return answer(this, async () => {
+        const fs = fsOf(this);
+        const stats = await fs.get(command.arg);
+        const lines = stats.isDirectory() ? (await fs.list(command.arg)).map((e) => formatListLine(e)) : [formatListLine(stats)];
+        const code = stats.isDirectory() ? 212 : 213;
+        await this.reply(code, `Status of ${fs.resolveClientPath(command.arg)}:`, ...lines.map((l) => ({ raw: true, message: ` ${l}` })), 'End of status');
+      });
+    },
+    syntax: '{{cmd}} [<path>]',
+    description: 'Server status, or a listing of a directory (212) or file (213)',
+  },
+  {
+    directive: 'TYPE',
+    handler(this: FtpConnection, { command }) {
+      const arg = (command.arg ?? '').trim().toUpperCase().replace(/\s+/g, ' ');
+      if (arg === 'A' || arg === 'A N') {
+        this.transferType = 'ascii';
+        return this.reply(200, 'Type set to A (line endings converted)');
+      }
+      if (arg === 'I' || arg === 'L 8' || arg === 'L8') {
+        this.transferType = 'binary';
+        return this.reply(200, 'Type set to I');
+      }
+      if (!arg) return this.reply(501, 'TYPE needs A or I');
+      return this.reply(504, 'Only TYPE A and TYPE I are supported');
+    },
+    syntax: '{{cmd}} <A|I>',
+    description: 'Transfer type: A (text, CRLF on the wire) or I (binary)',
+  },
+  {
+    directive: 'MDTM',
+    handler(this: FtpConnection, { command }) {
+      return answer(this, async () => {
+        const stats = await fsOf(this).get(requireArg(command.arg, 'MDTM', 'a file name'));
+        await this.reply(213, mlstTime(stats.mtime).slice(0, 14));
+      });
+    },
+    syntax: '{{cmd}} <path>',
+    description: 'Last modification time of a file (UTC, YYYYMMDDHHMMSS)',
+    flags: { feat: 'MDTM' },
+  },
+  {
+    directive: ['CWD', 'XCWD'],
+    handler(this: FtpConnection, { command }) {
+      return answer(this, async () => {
+        const path = await fsOf(this).chdir(requireArg(command.arg, 'CWD', 'a directory'));
+        await this.reply(250, `Directory changed to ${quotePath(path)}`);
+      });
+    },
+    syntax: '{{cmd}} <directory>',
+    description: 'Change the working directory',
+  },
+  {
+    directive: ['CDUP', 'XCUP'],
+    handler(this: FtpConnection) {
+      return answer(this, async () => {
+        const path = await fsOf(this).chdir('..');
+        await this.reply(250, `Directory changed to ${quotePath(path)}`);
+      });
+    },
+    syntax: '{{cmd}}',
+    description: 'Change to the parent directory',
+  },
+  {
+    directive: ['PWD', 'XPWD'],
+    handler(this: FtpConnection) {
+      return this.reply(257, `${quotePath(fsOf(this).currentDirectory())} is the current directory`);
+    },
+    syntax: '{{cmd}}',
+    description: 'Print the working directory',
+  },
+  {
+    directive: 'QUIT',
+    handler(this: FtpConnection) {
+      const session = sessionOf(this);
+      if (session) session.closed = true;
+      return this.close(221, 'Goodbye');
+    },
+    syntax: '{{cmd}}',
+    description: 'Log out and close the connection',
+    flags: { no_auth: true },
+  },
+];
+
+/** Verbs ftp-srv registers that DFOS does not offer (TLS is not configured). */
+export const WITHDRAWN_VERBS = ['AUTH', 'PBSZ', 'PROT'];
+
+/** Removes verbs that would only answer "not supported" from the registry (and HELP). */
+export function withdrawUnsupported(): void {
+  for (const verb of WITHDRAWN_VERBS) delete commandRegistry[verb];
+}

@@ -1,0 +1,15 @@
+import type { Command } from 'commander';
+import { CONNECTION_HELP, urlOption, withClient } from './connection.js';
+
+/** Registers `dfos mkdir PATH`. */
+export function registerMkdir(program: Command): void {
+  program
+    .command('mkdir')
+    .description('create a remote directory (its parent must exist)')
+    .argument('<path>', 'remote path')
+    .addOption(urlOption())
+    .addHelpText('after', CONNECTION_HELP)
+    .action(async (path: string, _opts: unknown, cmd: Command) => {
+      await withClient(cmd, (client) => client.mkdir(path));
+    });
+}

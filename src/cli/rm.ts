@@ -1,0 +1,16 @@
+import type { Command } from 'commander';
+import { CONNECTION_HELP, urlOption, withClient } from './connection.js';
+
+/** Registers `dfos rm PATH`. */
+export function registerRm(program: Command): void {
+  program
+    .command('rm')
+    .description('delete a remote file (with --dir: an empty directory)')
+    .argument('<path>', 'remote path')
+    .option('-d, --dir', 'remove an empty directory instead of a file')
+    .addOption(urlOption())
+    .addHelpText('after', CONNECTION_HELP)
+    .action(async (path: string, opts: { dir?: boolean }, cmd: Command) => {
+      await withClient(cmd, (client) => (opts.dir ? client.removeDir(path) : client.delete(path)));
+    });
+}
