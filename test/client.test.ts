@@ -19,7 +19,8 @@ import {
 } from '../src/client/index.js';
 import { toDfosError } from '../src/client/errorMapping.js';
 import { parseListDate } from '../src/client/RemoteEntry.js';
-import { closedPort, collector, connectClient, startControlRelay, tempDir } from './helpers/clientFixtures.js';
+import { closedPort, collector, connectClient, sameBytes, startControlRelay, tempDir } from './helpers/clientFixtures.js';
+import { RawFtp } from './helpers/rawFtp.js';
 import { startTestServer } from './helpers/testServer.js';
 
 const USERS = [
@@ -64,23 +65,36 @@ test('every method against the real server: upload (path, Buffer, Readable), lis
   });
   await client.mkdir('sub');
   const aliceRoot = join(srv.storage, 'alice');
-  t.deepEqual(await readFile(join(aliceRoot, 'from-path.bin')), content);
+  sameBytes(t, await readFile(join(aliceRoot, 'from-path.bin')), content);
   t.is(await readFile(join(aliceRoot, 'from-buffer.txt'), 'utf8'), 'buffer\n');
   t.is(await readFile(join(aliceRoot, 'from-stream.txt'), 'utf8'), 'readable\n');
 
   // A known modification time in the past (LIST shows "Mmm dd  yyyy" for it) and a recent one.
   const old = new Date(Date.UTC(2021, 2, 4, 5, 6, 7));
   await utimes(join(aliceRoot, 'from-buffer.txt'), old, old);
+  // Listings that MLSD refuses first (a missing path, a file): basic-ftp alone would fall back
+  // to LIST there and then keep LIST for good, losing exact times.
+  await rejectsWith(t, client.list('no-such-dir'), NotFoundError);
+  await client.list('from-path.bin').catch(() => undefined);
   const entries = await client.list();
   const byName = new Map(entries.map((e) => [e.name, e]));
   t.deepEqual([...byName.keys()].sort(), ['from-buffer.txt', 'from-path.bin', 'from-stream.txt', 'sub']);
   t.like(byName.get('from-path.bin'), { type: 'file', size: content.length });
   t.like(byName.get('sub'), { type: 'directory' });
   t.true(byName.get('sub')!.modifiedAt instanceof Date);
-  t.is(byName.get('from-buffer.txt')!.modifiedAt.toISOString(), '2021-03-04T00:00:00.000Z');
-  // LIST has minute resolution (UTC): the listed time is the file's mtime cut to the minute.
+  // MLSD when FEAT offers it (exact to the second), else LIST (UTC, to the minute; older files to the day).
+  const raw = await RawFtp.login(srv.port, 'alice', 'alice-pw');
+  const mlsd = (await raw.command('FEAT')).lines.some((l) => /^ MLST\b/.test(l));
+  raw.close();
+  t.log(mlsd ? 'the server offers MLSD' : 'the server offers LIST only');
   const mtime = (await stat(join(aliceRoot, 'from-path.bin'))).mtime.getTime();
-  t.is(byName.get('from-path.bin')!.modifiedAt.getTime(), mtime - (mtime % 60_000));
+  if (mlsd) {
+    t.is(byName.get('from-buffer.txt')!.modifiedAt.toISOString(), '2021-03-04T05:06:07.000Z');
+    t.is(Math.floor(byName.get('from-path.bin')!.modifiedAt.getTime() / 1000), Math.floor(mtime / 1000));
+  } else {
+    t.is(byName.get('from-buffer.txt')!.modifiedAt.toISOString(), '2021-03-04T00:00:00.000Z');
+    t.is(byName.get('from-path.bin')!.modifiedAt.getTime(), mtime - (mtime % 60_000));
+  }
 
   t.is(await client.size('from-path.bin'), content.length);
   t.deepEqual(await client.view('from-buffer.txt'), Buffer.from('buffer\n'));
@@ -89,7 +103,7 @@ test('every method against the real server: upload (path, Buffer, Readable), lis
 
   const target = join(dir, 'down.bin');
   t.deepEqual(await client.download('from-path.bin', target), { bytes: content.length, resumedFrom: 0 });
-  t.deepEqual(await readFile(target), content);
+  sameBytes(t, await readFile(target), content);
   const sink = collector();
   let finished = false;
   sink.on('finish', () => (finished = true));
@@ -201,7 +215,7 @@ test('ConnectionError: refused connection, use after close, a stalled network (t
   // A network that stops delivering: the call times out (timeoutMs) instead of hanging.
   const relay = await startControlRelay(srv.port, { split: false });
   t.teardown(() => relay.close());
-  const slow = await DfosClient.connect({ host: '127.0.0.1', port: relay.port, user: 'alice', password: 'alice-pw', timeoutMs: 400 });
+  const slow = await DfosClient.connect({ host: '127.0.0.1', port: relay.port, user: 'alice', password: 'alice-pw', timeoutMs: 5000 });
   t.teardown(() => slow.close());
   relay.stalled = true;
   const timedOut = await rejectsWith(t, slow.size('x'), ConnectionError);
@@ -385,7 +399,7 @@ test('concurrent calls on one client are queued and all succeed (vanilla basic-f
   t.is(lists[0].length, 9);
   const downloads = files.map(() => collector());
   await Promise.all(files.map((f, i) => client.download(f.name, downloads[i]!)));
-  t.deepEqual(downloads.map((d) => d.bytes()), files.map((f) => f.data));
+  files.forEach((f, i) => sameBytes(t, downloads[i]!.bytes(), f.data, f.name));
   // A failure in the middle of the queue does not affect the calls around it.
   const mixed = await Promise.allSettled([client.size('f0.bin'), client.size('missing'), client.size('f1.bin')]);
   t.deepEqual(mixed.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
@@ -420,11 +434,25 @@ test('a connection lost between calls (server idle timeout) is reopened by the n
   t.teardown(() => srv.stop());
   const client = await connectClient(t, srv);
   await client.upload(Buffer.from('still here'), 'k.txt');
-  const before = srv.server;
-  t.truthy(before);
-  // The server closes idle sessions after 1 s; wait past that once.
-  await new Promise((r) => setTimeout(r, 2500));
+  const audit = async () =>
+    (await readFile(join(srv.logDir, 'audit.log'), 'utf8').catch(() => ''))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { action: string; user: string; session: string });
+  /** Polls audit.log (bounded: 15 s) until `done` holds for its records. */
+  const waitAudit = async (done: (records: Awaited<ReturnType<typeof audit>>) => boolean) => {
+    for (let i = 0; i < 300; i++) {
+      if (done(await audit())) return true;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return false;
+  };
+  // The server closes idle sessions after 1 s: wait until it has logged the logout.
+  t.true(await waitAudit((rs) => rs.some((r) => r.action === 'logout' && r.user === 'alice')), 'the idle session was closed');
   t.deepEqual(await client.view('k.txt'), Buffer.from('still here'));
+  // A second session logged in: the one the view opened.
+  const logins = (rs: Awaited<ReturnType<typeof audit>>) => new Set(rs.filter((r) => r.action === 'login' && r.user === 'alice').map((r) => r.session)).size;
+  t.true(await waitAudit((rs) => logins(rs) === 2), 'the client logged in again');
 });
 
 test('resume: upload continues with APPE from the remote size (path, Buffer and Readable sources)', async (t) => {
@@ -443,18 +471,18 @@ test('resume: upload continues with APPE from the remote size (path, Buffer and 
     bytes: 200_000,
     resumedFrom: 100_000,
   });
-  t.deepEqual(await readFile(remoteFile), content);
+  sameBytes(t, await readFile(remoteFile), content);
   t.true(events[0]!.bytes > 100_000, 'progress counts from the start of the file');
   t.deepEqual(events.at(-1), { bytes: 300_000, totalBytes: 300_000 });
 
   await client.upload(content.subarray(0, 12_345), 'r.bin');
   t.deepEqual(await client.upload(content, 'r.bin', { resume: true }), { bytes: 300_000 - 12_345, resumedFrom: 12_345 });
-  t.deepEqual(await readFile(remoteFile), content);
+  sameBytes(t, await readFile(remoteFile), content);
 
   await client.upload(content.subarray(0, 54_321), 'r.bin');
   const stream = Readable.from([content.subarray(0, 50_000), content.subarray(50_000)]);
   t.deepEqual(await client.upload(stream, 'r.bin', { resume: true }), { bytes: 300_000 - 54_321, resumedFrom: 54_321 });
-  t.deepEqual(await readFile(remoteFile), content);
+  sameBytes(t, await readFile(remoteFile), content);
 
   // Already complete: nothing is sent. Missing remote file: a plain upload.
   t.deepEqual(await client.upload(content, 'r.bin', { resume: true }), { bytes: 0, resumedFrom: 300_000 });
@@ -462,7 +490,7 @@ test('resume: upload continues with APPE from the remote size (path, Buffer and 
   // The remote file is longer than the source: resuming is impossible.
   const err = await rejectsWith(t, client.upload(content.subarray(0, 10), 'r.bin', { resume: true }), ProtocolError);
   t.regex(err.message, /cannot resume/);
-  t.deepEqual(await readFile(remoteFile), content);
+  sameBytes(t, await readFile(remoteFile), content);
 });
 
 test('download to a path: a missing remote file or a failed transfer leaves no local file; resume keeps the part and continues with REST', async (t) => {
@@ -510,7 +538,7 @@ test('download to a path: a missing remote file or a failed transfer leaves no l
     bytes: content.length - partSize,
     resumedFrom: partSize,
   });
-  t.deepEqual(await readFile(join(dir, 'resumed.bin')), content);
+  sameBytes(t, await readFile(join(dir, 'resumed.bin')), content);
   t.false(existsSync(part));
   t.true(events[0]!.bytes > partSize);
   t.deepEqual(events.at(-1), { bytes: content.length, totalBytes: content.length });

@@ -253,6 +253,9 @@ export class DfosClient implements AsyncDisposable {
     const path = dir ?? '';
     const op: Operation = { action: 'list', path: dir ?? '.', command: dir === undefined ? 'LIST' : `LIST ${dir}` };
     return this.call(op, dir === undefined ? [] : [dir], async () => {
+      // MLSD when the server offers it (see open()), else LIST (basic-ftp tries `LIST -a`, then `LIST`).
+      const verb = this.ftp.availableListCommands[0] ?? 'LIST';
+      op.command = dir === undefined ? verb : `${verb} ${dir}`;
       const now = new Date();
       const infos = await this.ftp.list(path);
       return infos.filter((i) => i.name !== '.' && i.name !== '..').map((i) => toRemoteEntry(i, now));
@@ -372,6 +375,9 @@ export class DfosClient implements AsyncDisposable {
       await this.ftp.login(user, this.options.password);
       op.command = 'FEAT / TYPE I';
       await this.ftp.useDefaultSettings();
+      // basic-ftp falls back from MLSD to LIST on any error (a missing path, a file) and then
+      // keeps LIST for good; with a server that offers MLSD, always use it.
+      if (this.ftp.availableListCommands[0] === 'MLSD') this.ftp.availableListCommands = ['MLSD'];
     } catch (err) {
       this.ftp.close();
       throw toDfosError(err, op);
@@ -465,6 +471,7 @@ export class DfosClient implements AsyncDisposable {
     options: DownloadFileOptions,
     op: Operation,
   ): Promise<TransferResult> {
+    op.command = `RETR ${remotePath}`;
     const finalPath = resolve(localPath);
     const resume = options.resume === true;
     const part = join(

@@ -64,7 +64,9 @@ function oneLine(text: string): string {
 function describe(op: Operation, reason: string): string {
   const what = op.path === undefined ? op.action : `${op.action} ${op.path}`;
   const hint = op.hint ? `; ${op.hint}` : '';
-  return `${what} failed: ${oneLine(reason)} (${op.command})${hint}`;
+  // "connect to host:port failed: connect ECONNREFUSED …" needs no "(connect)" after it.
+  const command = op.command.startsWith('connect') ? '' : ` (${op.command})`;
+  return `${what} failed: ${oneLine(reason)}${command}${hint}`;
 }
 
 /** The error class for an FTP reply code (and its text, which tells a missing path from a refusal). */

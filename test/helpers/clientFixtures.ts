@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -55,9 +56,9 @@ export async function closedPort(): Promise<number> {
 /**
  * A loopback TCP relay in front of the real server's control port. Client bytes go through
  * at once. Server bytes go through unchanged, or, while `split` is on, in `chunkSize`-byte
- * pieces each written `delayMs` after the previous one (so replies arrive in many TCP
- * segments, as on real networks); while `stalled` is on they are held back (a network that
- * stops delivering). Data connections (EPSV) bypass the relay.
+ * pieces, each written `delayMs` after the previous one (default: one event-loop turn), so
+ * replies arrive in many TCP segments, as on real networks; while `stalled` is on they are
+ * held back (a network that stops delivering). Data connections (EPSV) bypass the relay.
  */
 export interface ControlRelay {
   port: number;
@@ -74,7 +75,7 @@ export async function startControlRelay(
   options: { split?: boolean; chunkSize?: number; delayMs?: number } = {},
 ): Promise<ControlRelay> {
   const chunkSize = options.chunkSize ?? 7;
-  const delayMs = options.delayMs ?? 1;
+  const delayMs = options.delayMs ?? 0;
   const sockets = new Set<Socket>();
   const relay: ControlRelay = {
     port: 0,
@@ -111,7 +112,8 @@ export async function startControlRelay(
         for (let at = 0; at < data.length && !client.destroyed; at += chunkSize) {
           relay.writes++;
           client.write(data.subarray(at, at + chunkSize));
-          await new Promise((r) => setTimeout(r, delayMs));
+          // delayMs 0: yield one event-loop turn (setImmediate), enough for the reader to see each piece alone.
+          await new Promise((r) => (delayMs > 0 ? setTimeout(r, delayMs) : setImmediate(r)));
         }
       }
       pumping = false;
@@ -142,4 +144,51 @@ export async function startControlRelay(
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   relay.port = (server.address() as AddressInfo).port;
   return relay;
+}
+
+/** How a `node dist/cli.js …` run ended; stdout is raw bytes (binary-safe). */
+export interface CliRun {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs the built CLI with only the given DFOS_* variables set (bounded: killed after 30 s). */
+export function runCli(
+  cli: string,
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string; input?: string } = {},
+): Promise<CliRun> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('DFOS_')) env[k] = v;
+  Object.assign(env, opts.env);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out), stderr });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/**
+ * Asserts two byte buffers are equal without ava's deep diff (which takes seconds on
+ * megabytes and blocks the event loop of every test in the file meanwhile).
+ */
+export function sameBytes(t: { true(value: boolean, message?: string): void }, actual: Buffer, expected: Buffer, what = 'bytes'): void {
+  if (actual.equals(expected)) {
+    t.true(true);
+    return;
+  }
+  let at = 0;
+  while (at < actual.length && at < expected.length && actual[at] === expected[at]) at++;
+  t.true(false, `${what}: got ${actual.length} bytes, expected ${expected.length}; first difference at byte ${at}`);
 }
