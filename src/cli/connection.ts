@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { read } from 'read';
+import { prompt } from './password.js';
 import type { DfosClient, DfosConnectOptions, ProgressHandler } from '../client/index.js';
 import { CliError, usageError } from './errors.js';
 
@@ -66,17 +66,6 @@ function redactUrl(text: string): string {
   return text.replace(/^(\w+:\/\/[^:@/]*):[^@/]*@/, '$1:***@');
 }
 
-async function promptPassword(label: string): Promise<string> {
-  try {
-    return await read({ prompt: label, silent: true, replace: '', input: process.stdin, output: process.stderr, terminal: true });
-  } catch (err) {
-    if (err instanceof Error && err.message === 'canceled') throw new CliError('cancelled', 130);
-    throw err;
-  } finally {
-    process.stderr.write('\n'); // the Enter typed at a silent prompt is not echoed
-  }
-}
-
 /** The connect options for a command: URL, then the password from the URL, DFOS_PASSWORD or a prompt. */
 export async function connectOptionsFor(cmd: Command): Promise<DfosConnectOptions> {
   const { url } = cmd.opts<{ url?: string }>();
@@ -89,7 +78,7 @@ export async function connectOptionsFor(cmd: Command): Promise<DfosConnectOption
     if (!process.stdin.isTTY || !process.stderr.isTTY) {
       throw usageError(`no password for ${parsed.user}: set DFOS_PASSWORD, or run in a terminal to be asked for it`);
     }
-    password = await promptPassword(`Password for ${parsed.user}@${parsed.host}:${parsed.port}: `);
+    password = await prompt(`Password for ${parsed.user}@${parsed.host}:${parsed.port}: `, process.stderr);
   }
   return { ...parsed, password };
 }

@@ -33,7 +33,8 @@ export function readFirstLine(stream: NodeJS.ReadableStream & { destroy?: () => 
   });
 }
 
-async function prompt(text: string, output: NodeJS.WritableStream): Promise<string> {
+/** Reads one line typed at the terminal without echo; Ctrl-C is a CliError with exit 130. */
+export async function prompt(text: string, output: NodeJS.WritableStream): Promise<string> {
   try {
     return await read({ prompt: text, silent: true, replace: '', input: process.stdin, output, terminal: true });
   } catch (err) {
