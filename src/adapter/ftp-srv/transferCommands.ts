@@ -1,5 +1,6 @@
 import { pipeline } from 'node:stream/promises';
 import type { Socket } from 'node:net';
+import type { AtomicUpload } from '../../storage/AtomicUpload.js';
 import { FsError } from '../../storage/FsError.js';
 import { CrlfToLf, LfToCrlf } from '../../protocol/asciiMode.js';
 import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
@@ -26,6 +27,15 @@ function endedNormally(socket: Socket): () => Promise<void> {
   });
   ended.catch(() => undefined);
   return () => ended;
+}
+
+/**
+ * Destroys an upload and waits until its temporary is removed, so no reply (and no
+ * shutdown) can precede the cleanup.
+ */
+async function discard(stream: AtomicUpload): Promise<void> {
+  stream.destroy();
+  if (!stream.closed) await new Promise<void>((resolve) => stream.once('close', () => resolve()));
 }
 
 /** Reply code and text for a transfer whose data connection failed mid-way. */
@@ -66,7 +76,7 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
       await this.reply(150, unique ? `FILE: ${name}` : `Opening data connection for ${clientPath}`);
       socket = await openDataConnection(this);
     } catch (err) {
-      stream.destroy();
+      await discard(stream);
       throw err;
     }
     stream.beforeCommit = endedNormally(socket);
@@ -75,8 +85,7 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
     } catch (err) {
       // pipeline() rejects as soon as the socket fails, before the upload's _destroy has
       // removed the temporary: wait for it, so no reply (and no shutdown) precedes cleanup.
-      stream.destroy();
-      if (!stream.closed) await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      await discard(stream);
       const failure = transferFailure(this, err);
       session?.audit({ action: 'upload', path: clientPath, bytes: stream.bytesReceived, durationMs: Date.now() - started, result: session.abortReason ? 'aborted' : 'failed', code: failure.code, reason: failure.message });
       await this.reply(failure.code, failure.message);
