@@ -1,7 +1,7 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from './helpers/serverProcess.js';
@@ -119,25 +119,63 @@ test('exports map: another project resolves dfos/client (node_modules symlink), 
   t.deepEqual(await checkConsumer(project, srv), EXPECTED);
 });
 
-test('npm pack + npm install --offline into another project: dfos/client works with full types', async (t) => {
+/**
+ * The consumer's package-lock.json: dfos from the packed tarball plus the repo's own
+ * locked runtime dependencies (every non-dev entry of package-lock.json). With a complete
+ * lock, `npm ci --offline` needs only tarballs, which the repo's own `npm ci` put in the
+ * npm cache; `npm install --offline` would also need registry metadata, which a fresh
+ * machine does not have cached. npm ci refuses a lock that misses a dependency the packed
+ * package.json declares, so the check stays real.
+ */
+async function consumerLock(tarballRef: string, packed: { version: string; dependencies?: Record<string, string>; engines?: unknown; bin?: unknown }) {
+  const repoLock = JSON.parse(await readFile(join(REPO_ROOT, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { dev?: boolean }>;
+  };
+  const runtime = Object.entries(repoLock.packages).filter(([path, entry]) => path !== '' && !entry.dev);
+  return {
+    name: 'consumer',
+    lockfileVersion: 3,
+    requires: true,
+    packages: {
+      '': { name: 'consumer', dependencies: { dfos: tarballRef } },
+      'node_modules/dfos': {
+        version: packed.version,
+        resolved: tarballRef,
+        dependencies: packed.dependencies,
+        bin: packed.bin,
+        engines: packed.engines,
+      },
+      ...Object.fromEntries(runtime),
+    },
+  };
+}
+
+test('npm pack + npm ci --offline into another project: dfos/client works with full types', async (t) => {
   const srv = await startTestServer();
   t.teardown(() => srv.stop());
   const work = await tempDir(t, 'dfos-pack-');
   const project = join(work, 'project');
   await mkdir(project);
-  await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
   // --ignore-scripts: pack the dist/ that `npm test` built, and install without lifecycle scripts.
   await run('npm', ['pack', REPO_ROOT, '--pack-destination', work, '--ignore-scripts', '--silent'], { cwd: work, timeout: 60_000 });
   const tgz = (await readdir(work)).find((f) => f.endsWith('.tgz'));
   t.truthy(tgz, 'npm pack made a tarball');
-  await run('npm', ['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', join(work, tgz!)], {
+  const { stdout: packedJson } = await run('tar', ['-xzOf', join(work, tgz!), 'package/package.json']);
+  const packed = JSON.parse(packedJson) as { version: string; dependencies?: Record<string, string> };
+  t.truthy(packed.dependencies?.['basic-ftp'], 'the packed package.json declares basic-ftp');
+  const tarballRef = `file:../${tgz!}`;
+  await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { dfos: tarballRef } }));
+  await writeFile(join(project, 'package-lock.json'), JSON.stringify(await consumerLock(tarballRef, packed), null, 2));
+  await run('npm', ['ci', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], {
     cwd: project,
     timeout: 120_000,
   }).catch((err: { stderr?: string; message: string }) => {
-    throw new Error(`npm install --offline failed (is the npm cache populated by the repo's own npm install?): ${err.stderr || err.message}`);
+    throw new Error(`npm ci --offline failed in the consumer project (is the npm cache populated by the repo's own npm ci?): ${err.stderr || err.message}`);
   });
   t.true(existsSync(join(project, 'node_modules', 'dfos', 'dist', 'client', 'index.d.ts')), 'types ship in the tarball');
+  t.false(existsSync(join(project, 'node_modules', 'dfos', 'src')), 'sources do not ship');
   t.true(existsSync(join(project, 'node_modules', 'basic-ftp')), 'basic-ftp is a runtime dependency');
   t.true(existsSync(join(project, 'node_modules', 'cli-progress')), 'cli-progress is a runtime dependency');
+  t.false(existsSync(join(project, 'node_modules', 'ava')), 'dev dependencies are not installed');
   t.deepEqual(await checkConsumer(project, srv), EXPECTED);
 });
