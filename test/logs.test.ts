@@ -199,6 +199,7 @@ test(`defect 5: the CLI console output is human-readable, not JSON, and carries 
   proc.child.kill('SIGTERM');
   t.deepEqual(await proc.waitExit(30_000), { code: 0, signal: null });
 
+  t.false(/\x1b\[/.test(proc.stdout() + proc.stderr()), 'no colour escapes when the console is not a terminal');
   const consoleText = stripAnsi(proc.stdout() + proc.stderr());
   const lines = consoleText.split('\n').filter((l) => l.trim() !== '');
   t.true(lines.length > 5);

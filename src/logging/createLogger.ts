@@ -50,9 +50,12 @@ export function createLoggers(options: LoggerOptions): Loggers {
     new winston.transports.File({ filename: join(options.logDir, 'dfos.log'), format: json, ...fileOptions }),
   ];
   if (options.console) {
+    // Colours only on a terminal: piped output (pm2 logs, journald, files) stays plain text.
+    const colours = process.stdout.isTTY === true && !process.env.NO_COLOR;
+    const levelFormat = colours ? winston.format.colorize({ colors: { trace: 'gray' } }) : winston.format((info) => info)();
     transports.push(
       new winston.transports.Console({
-        format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.colorize({ colors: { trace: 'gray' } }), consoleLine),
+        format: winston.format.combine(redactFormat(), winston.format.timestamp(), levelFormat, consoleLine),
         stderrLevels: ['error', 'warn'],
       }),
     );
