@@ -45,6 +45,80 @@ function rawLogin(): Promise<() => void> {
   });
 }
 
+/** A minimal raw FTP session for the parallel benchmark: one command, one final reply. */
+async function rawSession(): Promise<{ command(line: string): Promise<string>; close(): void }> {
+  const s = connect({ port, host: '127.0.0.1' });
+  s.setEncoding('utf8');
+  let buf = '';
+  let waiter: ((reply: string) => void) | undefined;
+  s.on('data', (d: string) => {
+    buf += d;
+    for (;;) {
+      const m = /^(\d{3}) .*\r\n/m.exec(buf);
+      if (!m) return;
+      const end = m.index + m[0].length;
+      const reply = buf.slice(0, end);
+      buf = buf.slice(end);
+      if (m[1] === '150' || m[1] === '220') continue;
+      const w = waiter;
+      waiter = undefined;
+      w?.(reply.trim().split('\r\n').at(-1)!);
+    }
+  });
+  s.on('error', () => undefined);
+  const command = (line: string) =>
+    new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${line}: no reply in 60 s`)), 60_000);
+      waiter = (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      };
+      s.write(`${line}\r\n`);
+    });
+  await new Promise<void>((r) => s.once('connect', () => r()));
+  for (const [line, code] of [['USER bench', '331'], ['PASS bench-pw', '230'], ['TYPE I', '200']] as const) {
+    const reply = await command(line);
+    if (!reply.startsWith(code)) throw new Error(`${line}: ${reply}`);
+  }
+  return { command, close: () => s.destroy() };
+}
+
+/** Opens an EPSV data connection on `session`. */
+async function epsvData(session: { command(line: string): Promise<string> }): Promise<import('node:net').Socket> {
+  const reply = await session.command('EPSV');
+  const dataPort = Number(/\(\|\|\|(\d+)\|\)/.exec(reply)?.[1]);
+  const data = connect({ port: dataPort, host: '127.0.0.1' });
+  await new Promise<void>((r, j) => data.once('connect', () => r()).once('error', j));
+  return data;
+}
+
+/** `n` sessions at once each RETR `name` (counting bytes) or STOR `payload`; seconds for all. */
+async function parallel(n: number, kind: 'RETR' | 'STOR', name: string, payload: Buffer): Promise<number> {
+  const sessions = await Promise.all(Array.from({ length: n }, () => rawSession()));
+  const t0 = performance.now();
+  await Promise.all(
+    sessions.map(async (session, i) => {
+      const data = await epsvData(session);
+      if (kind === 'RETR') {
+        let bytes = 0;
+        data.on('data', (d: Buffer) => (bytes += d.length));
+        const done = new Promise<void>((r) => data.once('end', () => r()));
+        const reply = await session.command(`RETR ${name}`);
+        await done;
+        if (!reply.startsWith('226') || bytes !== payload.length) throw new Error(`RETR: ${reply} (${bytes} bytes)`);
+      } else {
+        const replied = session.command(`STOR par-${i}.bin`);
+        data.end(payload);
+        const reply = await replied;
+        if (!reply.startsWith('226')) throw new Error(`STOR: ${reply}`);
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  sessions.forEach((s) => s.close());
+  return seconds;
+}
+
 const dir = await mkdtemp(join(tmpdir(), 'dfos-bench-'));
 await writeFile(join(dir, 'users.json'), JSON.stringify({ users: { bench: { password: await hashPassword('bench-pw') } } }));
 const server = spawn(process.execPath, ['dist/cli.js', 'serve', '--host', '127.0.0.1', '--port', String(port), '--pasv-min', '0', '--pasv-max', '0',
@@ -83,6 +157,16 @@ try {
   const curlUp = (sizeMiB / ((performance.now() - t) / 1000)).toFixed(0);
   const curlOk = (await stat(join(dir, 'curl.bin'))).size === sizeMiB << 20;
 
+  // Like pyftpdlib's ftpbench "-b all -n 200": N sessions at once, 10 MB each.
+  const small = randomBytes(10_000_000);
+  await writeFile(join(dir, 'storage', 'bench', 'ten.bin'), small);
+  const peakKiB = async () => Number(/VmHWM:\s+(\d+)/.exec(await readFile(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? 0);
+  const peakBefore = await peakKiB();
+  const parallelRetr = await parallel(sessions, 'RETR', 'ten.bin', small);
+  const peakRetr = await peakKiB();
+  const parallelStor = await parallel(sessions, 'STOR', '', small);
+  const peakStor = await peakKiB();
+
   const before = await rssKiB(server.pid!);
   t = performance.now();
   const closers = await Promise.all(Array.from({ length: sessions }, () => rawLogin()));
@@ -95,6 +179,8 @@ try {
     payloadMiB: sizeMiB,
     basicFtp: { uploadMiBps: Number(up), downloadMiBps: Number(down), identical: same },
     curl: { uploadMiBps: Number(curlUp), downloadMiBps: Number(curlDown), complete: curlOk },
+    parallel10MB: { sessions, retrSeconds: Number(parallelRetr.toFixed(2)), storSeconds: Number(parallelStor.toFixed(2)),
+      peakRssMiB: { before: Math.round(peakBefore / 1024), afterRetr: Math.round(peakRetr / 1024), afterStor: Math.round(peakStor / 1024) } },
     logins: { concurrent: sessions, seconds: Number(loginSeconds.toFixed(3)), perSecond: Math.round(sessions / loginSeconds) },
     memory: { rssBeforeMiB: Math.round(before / 1024), rssWithSessionsMiB: Math.round(after / 1024), perSessionKiB: Math.round((after - before) / sessions) },
   }, null, 2));

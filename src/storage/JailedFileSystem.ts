@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ReadStream, Stats } from 'node:fs';
-import { chmod, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { AtomicUpload, type UploadMode } from './AtomicUpload.js';
 import { FsError, toFsError } from './FsError.js';
@@ -114,8 +114,18 @@ export class JailedFileSystem {
     return this.openUpload(name, { append, resumeAt: start });
   }
 
-  /** Opens a file for download, optionally from a byte offset (REST). */
+  /** ftp-srv's read(): a stream of the file from an optional byte offset (REST). */
   async read(name: string | null | undefined, { start }: { start?: number } = {}): Promise<{ stream: ReadStream; clientPath: string; size: number }> {
+    const { file, clientPath, size } = await this.openForDownload(name, { start });
+    const stream = file.createReadStream({ start: start ?? 0, highWaterMark: 1 << 19, autoClose: true });
+    return { stream, clientPath, size };
+  }
+
+  /**
+   * Opens a regular file for download, optionally from a byte offset (REST). The caller
+   * closes `file`; `size` is the number of bytes from the offset to the end.
+   */
+  async openForDownload(name: string | null | undefined, { start }: { start?: number } = {}): Promise<{ file: FileHandle; clientPath: string; size: number }> {
     const clientPath = this.resolveClientPath(name);
     const entry = await this.jail.existing(clientPath);
     const stats = await this.statOf(entry.realPath, clientPath);
@@ -123,11 +133,10 @@ export class JailedFileSystem {
     if (start !== undefined && start > stats.size) {
       throw new FsError(554, `Restart offset ${start} is beyond the end of the file (${stats.size} bytes)`);
     }
-    const handle = await open(entry.realPath, 'r').catch((err: unknown) => {
+    const file = await open(entry.realPath, 'r').catch((err: unknown) => {
       throw toFsError(err, clientPath);
     });
-    const stream = handle.createReadStream({ start: start ?? 0, highWaterMark: 1 << 19, autoClose: true });
-    return { stream, clientPath, size: stats.size - (start ?? 0) };
+    return { file, clientPath, size: stats.size - (start ?? 0) };
   }
 
   /** Reads at most `limit` bytes from the start of a regular file. */

@@ -2,6 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Socket } from 'node:net';
 import type { AtomicUpload } from '../../storage/AtomicUpload.js';
 import { FsError } from '../../storage/FsError.js';
+import { sendFile } from '../../storage/sendFile.js';
 import { CrlfToLf, LfToCrlf } from '../../protocol/asciiMode.js';
 import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
 import { describeFailure } from './replyError.js';
@@ -113,17 +114,20 @@ async function retrieve(this: FtpConnection, command: FtpCommand): Promise<void>
   try {
     const fs = fsOf(this);
     clientPath = fs.resolveClientPath(command.arg);
-    const { stream, size } = await fs.read(command.arg, { start });
+    const { file, size } = await fs.openForDownload(command.arg, { start });
     let socket: Socket;
     try {
       await this.reply(150, `Opening data connection for ${clientPath} (${size} bytes)`);
       socket = await openDataConnection(this);
     } catch (err) {
-      stream.destroy();
+      await file.close().catch(() => undefined);
       throw err;
     }
     try {
-      await (this.transferType === 'ascii' ? pipeline(stream, new LfToCrlf(), socket) : pipeline(stream, socket));
+      await (this.transferType === 'ascii'
+        ? pipeline(file.createReadStream({ start: start ?? 0, highWaterMark: 1 << 19, autoClose: false }), new LfToCrlf(), socket)
+        : sendFile(file, socket, start ?? 0)
+      ).finally(() => file.close().catch(() => undefined));
       sent = socket.bytesWritten;
     } catch (err) {
       sent = socket.bytesWritten;

@@ -1,0 +1,117 @@
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { open, writeFile } from 'node:fs/promises';
+import { createServer, connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { sendFile } from '../src/storage/sendFile.js';
+import { sameBytes, tempDir } from './helpers/clientFixtures.js';
+
+/**
+ * sendFile: the download loop behind RETR (two reused 1 MiB buffers). Real files, real
+ * loopback sockets: exact bytes across chunk boundaries and from offsets, a clean FIN at
+ * the end, and a rejection (never a crash or a hang) when the receiver goes away.
+ */
+
+interface Pair {
+  sender: Socket;
+  received: Promise<{ bytes: Buffer; ended: boolean }>;
+  receiver: Promise<Socket>;
+  close(): void;
+}
+
+/** A loopback connection: `sender` is ours; the other end collects until FIN or reset. */
+async function socketPair(): Promise<Pair> {
+  let resolveReceiver!: (s: Socket) => void;
+  const receiver = new Promise<Socket>((r) => (resolveReceiver = r));
+  const server = createServer((s) => resolveReceiver(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  const sender = connect(port, '127.0.0.1');
+  sender.on('error', () => undefined);
+  await new Promise<void>((r) => sender.once('connect', r));
+  const received = receiver.then(
+    (s) =>
+      new Promise<{ bytes: Buffer; ended: boolean }>((resolve) => {
+        const chunks: Buffer[] = [];
+        s.on('data', (d: Buffer) => chunks.push(d));
+        s.on('end', () => resolve({ bytes: Buffer.concat(chunks), ended: true }));
+        s.on('error', () => resolve({ bytes: Buffer.concat(chunks), ended: false }));
+        s.on('close', () => resolve({ bytes: Buffer.concat(chunks), ended: false }));
+      }),
+  );
+  return {
+    sender,
+    received,
+    receiver,
+    close: () => {
+      sender.destroy();
+      void receiver.then((s) => s.destroy());
+      server.close();
+    },
+  };
+}
+
+const SIZES: Array<[string, number, number]> = [
+  ['an empty file', 0, 0],
+  ['a file smaller than one chunk', 1000, 0],
+  ['exactly two chunks', 2 << 20, 0],
+  ['3 MiB + 12345 bytes', (3 << 20) + 12345, 0],
+  ['3 MiB + 12345 bytes from an offset inside the second chunk', (3 << 20) + 12345, (1 << 20) + 777],
+  ['from an offset on a chunk boundary', (3 << 20) + 1, 2 << 20],
+  ['from the end of the file (nothing to send)', 4096, 4096],
+];
+
+for (const [what, size, start] of SIZES) {
+  test(`sends ${what} exactly and ends with FIN`, async (t) => {
+    const dir = await tempDir(t, 'dfos-sendfile-');
+    const content = randomBytes(size);
+    const path = join(dir, 'f.bin');
+    await writeFile(path, content);
+    const pair = await socketPair();
+    t.teardown(() => pair.close());
+    const file = await open(path, 'r');
+    try {
+      await sendFile(file, pair.sender, start);
+    } finally {
+      await file.close();
+    }
+    const { bytes, ended } = await pair.received;
+    t.true(ended, 'the receiver saw a clean end of stream');
+    sameBytes(t, bytes, content.subarray(start));
+    t.is(pair.sender.bytesWritten, size - start);
+  });
+}
+
+test('rejects (no crash, no hang) when the receiver resets mid-transfer', async (t) => {
+  const dir = await tempDir(t, 'dfos-sendfile-');
+  const path = join(dir, 'big.bin');
+  await writeFile(path, Buffer.alloc(256 << 20, 1));
+  const pair = await socketPair();
+  t.teardown(() => pair.close());
+  const receiver = await pair.receiver;
+  receiver.pause();
+  setTimeout(() => receiver.resetAndDestroy(), 100);
+  const file = await open(path, 'r');
+  try {
+    await t.throwsAsync(sendFile(file, pair.sender, 0));
+  } finally {
+    await file.close();
+  }
+  t.true(pair.sender.bytesWritten < 256 << 20);
+});
+
+test('rejects when the sending socket is destroyed mid-transfer (ABOR, data timeout)', async (t) => {
+  const dir = await tempDir(t, 'dfos-sendfile-');
+  const path = join(dir, 'big.bin');
+  await writeFile(path, Buffer.alloc(256 << 20, 2));
+  const pair = await socketPair();
+  t.teardown(() => pair.close());
+  (await pair.receiver).pause();
+  setTimeout(() => pair.sender.destroy(new Error('aborted by the test')), 100);
+  const file = await open(path, 'r');
+  try {
+    await t.throwsAsync(sendFile(file, pair.sender, 0), { message: /aborted by the test|destroyed|closed/ });
+  } finally {
+    await file.close();
+  }
+});
