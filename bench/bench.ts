@@ -150,22 +150,13 @@ try {
   const same = createHash('sha256').update(await readFile(join(dir, 'back.bin'))).digest('hex') === sha;
 
   t = performance.now();
-  execFileSync('curl', ['-s', '-o', join(dir, 'curl.bin'), `ftp://bench:bench-pw@127.0.0.1:${port}/payload.bin`]);
+  // To /dev/null, as the reference numbers for sendfile servers are measured.
+  const curlBytes = Number(execFileSync('curl', ['-s', '-o', '/dev/null', '-w', '%{size_download}', `ftp://bench:bench-pw@127.0.0.1:${port}/payload.bin`], { encoding: 'utf8' }));
   const curlDown = (sizeMiB / ((performance.now() - t) / 1000)).toFixed(0);
   t = performance.now();
   execFileSync('curl', ['-s', '-T', file, `ftp://bench:bench-pw@127.0.0.1:${port}/curl-up.bin`]);
   const curlUp = (sizeMiB / ((performance.now() - t) / 1000)).toFixed(0);
-  const curlOk = (await stat(join(dir, 'curl.bin'))).size === sizeMiB << 20;
-
-  // Like pyftpdlib's ftpbench "-b all -n 200": N sessions at once, 10 MB each.
-  const small = randomBytes(10_000_000);
-  await writeFile(join(dir, 'storage', 'bench', 'ten.bin'), small);
-  const peakKiB = async () => Number(/VmHWM:\s+(\d+)/.exec(await readFile(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? 0);
-  const peakBefore = await peakKiB();
-  const parallelRetr = await parallel(sessions, 'RETR', 'ten.bin', small);
-  const peakRetr = await peakKiB();
-  const parallelStor = await parallel(sessions, 'STOR', '', small);
-  const peakStor = await peakKiB();
+  const curlOk = curlBytes === sizeMiB << 20 && (await stat(join(dir, 'storage', 'bench', 'curl-up.bin'))).size === sizeMiB << 20;
 
   const before = await rssKiB(server.pid!);
   t = performance.now();
@@ -175,11 +166,32 @@ try {
   const after = await rssKiB(server.pid!);
   closers.forEach((c) => c());
 
+  // Like pyftpdlib's ftpbench "-b all -n 200": N sessions at once, 10 MB each.
+  const small = randomBytes(10_000_000);
+  await writeFile(join(dir, 'storage', 'bench', 'ten.bin'), small);
+  const peakKiB = async () => Number(/VmHWM:\s+(\d+)/.exec(await readFile(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? 0);
+  // Server CPU seconds [user, system], to tell a server bound phase from a client bound one.
+  const cpuSeconds = async (): Promise<[number, number]> => {
+    const fields = (await readFile(`/proc/${server.pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+    return [Number(fields[11]) / 100, Number(fields[12]) / 100];
+  };
+  const since = (a: [number, number], b: [number, number]) => ({ user: Number((b[0] - a[0]).toFixed(2)), system: Number((b[1] - a[1]).toFixed(2)) });
+  const peakBefore = await peakKiB();
+  let cpu = await cpuSeconds();
+  const parallelRetr = await parallel(sessions, 'RETR', 'ten.bin', small);
+  const retrCpu = since(cpu, await cpuSeconds());
+  const peakRetr = await peakKiB();
+  cpu = await cpuSeconds();
+  const parallelStor = await parallel(sessions, 'STOR', '', small);
+  const storCpu = since(cpu, await cpuSeconds());
+  const peakStor = await peakKiB();
+
   console.log(JSON.stringify({
     payloadMiB: sizeMiB,
     basicFtp: { uploadMiBps: Number(up), downloadMiBps: Number(down), identical: same },
     curl: { uploadMiBps: Number(curlUp), downloadMiBps: Number(curlDown), complete: curlOk },
     parallel10MB: { sessions, retrSeconds: Number(parallelRetr.toFixed(2)), storSeconds: Number(parallelStor.toFixed(2)),
+      serverCpuSeconds: { retr: retrCpu, stor: storCpu },
       peakRssMiB: { before: Math.round(peakBefore / 1024), afterRetr: Math.round(peakRetr / 1024), afterStor: Math.round(peakStor / 1024) } },
     logins: { concurrent: sessions, seconds: Number(loginSeconds.toFixed(3)), perSecond: Math.round(sessions / loginSeconds) },
     memory: { rssBeforeMiB: Math.round(before / 1024), rssWithSessionsMiB: Math.round(after / 1024), perSessionKiB: Math.round((after - before) / sessions) },
