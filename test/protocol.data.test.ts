@@ -18,7 +18,6 @@ import {
   parsePasv,
   portArgument,
   probePort,
-  readOneReply,
   readToEnd,
   REPLY_MS,
   startServer,
@@ -504,6 +503,22 @@ test('a client that never opens the announced data connection gets 425 after a b
     t.is(await waitRefused('127.0.0.1', e.port, 3000), 'refused', `${line}: the passive port is closed after 425`);
   }
   t.deepEqual(await readdir(home), ['f.txt'], 'STOR without a data connection stored nothing');
+  t.is((await raw.command('NOOP', REPLY_MS)).code, 200);
+});
+
+test('a transfer command with no PASV/EPSV/PORT first gets one 425 and no 150; STOR leaves nothing behind', async (t) => {
+  const { srv, home } = await setup(t);
+  await writeFile(join(home, 'f.txt'), 'x\n');
+  const raw = await login(t, srv);
+  for (const line of ['RETR f.txt', 'LIST', 'NLST', 'MLSD', 'STOR new.txt', 'APPE f.txt', 'STOU']) {
+    const { final } = await oneReply(raw, line);
+    t.is(final.code, 425, `${line}: ${final.raw}`);
+    t.regex(final.raw, /PASV|EPSV|PORT/, `${line}: the reply says what to do`);
+  }
+  // A missing file is still reported as such (550) before the data connection matters.
+  t.is((await oneReply(raw, 'RETR missing.txt')).final.code, 550);
+  t.deepEqual(await readdir(home), ['f.txt'], 'nothing stored, no temporary left');
+  t.is(await readFile(join(home, 'f.txt'), 'utf8'), 'x\n');
   t.is((await raw.command('NOOP', REPLY_MS)).code, 200);
 });
 

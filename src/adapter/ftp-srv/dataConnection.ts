@@ -3,14 +3,31 @@ import { FsError } from '../../storage/FsError.js';
 import type { FtpConnection } from './internals.js';
 
 /**
- * Waits for the data connection announced by PASV/EPSV/PORT; throws 425 when there is
- * none or it does not come in time.
+ * Announces a transfer with 150 `announcement`, then waits for the data connection that
+ * PASV/EPSV/PORT/EPRT set up. Without any of those there is nothing to wait for: the
+ * command gets one 425 and no 150 (as vsftpd and ProFTPD answer). A data connection that
+ * does not come in time also gets 425.
  */
-export async function openDataConnection(connection: FtpConnection): Promise<Socket> {
+export async function openDataConnection(connection: FtpConnection, announcement: string): Promise<Socket> {
   if (!connection.connector?.type) throw new FsError(425, 'Use PASV or EPSV (or PORT) before this command');
+  await connection.reply(150, announcement);
   try {
     return await connection.connector.waitForConnection();
   } catch {
     throw new FsError(425, 'Cannot open data connection');
   }
+}
+
+/**
+ * Sends a listing (LIST, NLST, MLSD) over the data connection, then 226 with the entry
+ * count. Rejects with FsError 425 when there is no data connection, with the socket's
+ * error when it fails.
+ */
+export async function sendListing(connection: FtpConnection, what: string, text: string, count: number): Promise<void> {
+  const socket = await openDataConnection(connection, `Opening data connection for the ${what}`);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.end(text, 'utf8', () => resolve());
+  });
+  await connection.reply(226, `Transfer complete (${count} ${count === 1 ? 'entry' : 'entries'})`);
 }

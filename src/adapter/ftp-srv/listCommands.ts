@@ -1,10 +1,9 @@
-import type { Socket } from 'node:net';
 import type { NamedStats } from '../../storage/JailedFileSystem.js';
 import { FsError } from '../../storage/FsError.js';
 import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
 import { describeFailure } from './replyError.js';
 import { formatListLine } from './listFormat.js';
-import { openDataConnection } from './dataConnection.js';
+import { sendListing } from './dataConnection.js';
 import { fsOf } from './connectionFs.js';
 
 /**
@@ -20,13 +19,7 @@ async function list(connection: FtpConnection, command: FtpCommand, namesOnly: b
     const stats = await fs.get(target);
     const entries: NamedStats[] = stats.isDirectory() ? await fs.list(target) : [stats];
     const text = entries.map((e) => `${namesOnly ? e.name : formatListLine(e)}\r\n`).join('');
-    await connection.reply(150, `Opening data connection for the ${namesOnly ? 'name list' : 'directory listing'}`);
-    const socket: Socket = await openDataConnection(connection);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.end(text, 'utf8', () => resolve());
-    });
-    await connection.reply(226, `Transfer complete (${entries.length} ${entries.length === 1 ? 'entry' : 'entries'})`);
+    await sendListing(connection, namesOnly ? 'name list' : 'directory listing', text, entries.length);
   } catch (err) {
     if (err instanceof FsError) {
       const { code, message } = describeFailure(err);

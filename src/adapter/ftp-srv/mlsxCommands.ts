@@ -1,6 +1,6 @@
 import { FsError } from '../../storage/FsError.js';
 import { fsOf } from './connectionFs.js';
-import { openDataConnection } from './dataConnection.js';
+import { sendListing } from './dataConnection.js';
 import type { CommandEntry, FtpConnection } from './internals.js';
 import { mlsxLine } from './mlsxFacts.js';
 import { describeFailure } from './replyError.js';
@@ -24,13 +24,7 @@ export const mlsxCommands: CommandEntry[] = [
         const entries = await fs.list(target);
         const facts = session?.mlstFacts ?? [];
         const text = entries.map((e) => `${mlsxLine(e, e.name, facts, isReadOnly(this))}\r\n`).join('');
-        await this.reply(150, 'Opening data connection for the MLSD listing');
-        const socket = await openDataConnection(this);
-        await new Promise<void>((resolve, reject) => {
-          socket.once('error', reject);
-          socket.end(text, 'utf8', () => resolve());
-        });
-        await this.reply(226, `Transfer complete (${entries.length} ${entries.length === 1 ? 'entry' : 'entries'})`);
+        await sendListing(this, 'MLSD listing', text, entries.length);
       } catch (err) {
         const { code, message } = err instanceof FsError ? describeFailure(err) : { code: 426, message: 'Connection closed; transfer aborted' };
         await this.reply(code, message);

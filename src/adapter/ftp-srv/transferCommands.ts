@@ -74,8 +74,7 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
     let socket: Socket;
     try {
       const name = clientPath.split('/').pop()!;
-      await this.reply(150, unique ? `FILE: ${name}` : `Opening data connection for ${clientPath}`);
-      socket = await openDataConnection(this);
+      socket = await openDataConnection(this, unique ? `FILE: ${name}` : `Opening data connection for ${clientPath}`);
     } catch (err) {
       await discard(stream);
       throw err;
@@ -117,8 +116,7 @@ async function retrieve(this: FtpConnection, command: FtpCommand): Promise<void>
     const { file, size } = await fs.openForDownload(command.arg, { start });
     let socket: Socket;
     try {
-      await this.reply(150, `Opening data connection for ${clientPath} (${size} bytes)`);
-      socket = await openDataConnection(this);
+      socket = await openDataConnection(this, `Opening data connection for ${clientPath} (${size} bytes)`);
     } catch (err) {
       await file.close().catch(() => undefined);
       throw err;
