@@ -238,6 +238,25 @@ test('defect 8: bare OPTS and PORT each get exactly one reply', async (t) => {
   t.is((await raw.command('NOOP')).code, 200);
 });
 
+test('an empty line, a bare CR LF and a whitespace-only line each get exactly one 500, before and after login', async (t) => {
+  const srv = await server(t);
+  const raw = await RawFtp.connect(srv.port);
+  t.teardown(() => raw.close());
+  for (const line of ['', '   ', '\t']) {
+    const r = await exactlyOne(t, raw, line);
+    t.is(r.code, 500, `before login ${JSON.stringify(line)}: ${r.raw}`);
+  }
+  const logged = await login(t, srv);
+  for (const line of ['', '  ']) {
+    const r = await exactlyOne(t, logged, line);
+    t.is(r.code, 500, `logged in ${JSON.stringify(line)}: ${r.raw}`);
+  }
+  // A bare LF counts as a line end too.
+  logged.write('\n');
+  t.is((await logged.read()).code, 500);
+  t.is((await logged.command('NOOP')).code, 200);
+});
+
 test('defect 9: DELE -a and MKD "q" work on names starting with - and containing quotes', async (t) => {
   const srv = await server(t);
   const raw = await login(t, srv);

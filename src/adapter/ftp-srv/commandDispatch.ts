@@ -35,7 +35,8 @@ export function parseCommandLine(message: string): FtpCommand {
  * - commands run strictly one after another per connection (ftp-srv ran the commands
  *   of different TCP reads concurrently);
  * - no raw line is logged (ftp-srv traced `PASS secret`);
- * - every command gets a reply even when its handler throws or forgets to answer;
+ * - every command gets a reply even when its handler throws or forgets to answer, and an
+ *   empty line gets 500;
  * - the idle timer restarts on each command and is suspended during transfers;
  * - a draining session is closed with 421 as soon as its command is done.
  */
@@ -86,6 +87,11 @@ export function installCommandDispatch(): void {
       enqueue(this, () => this.reply(500, `Command line too long (the limit is ${MAX_LINE_BYTES} bytes)`));
     }
     for (const line of lines) {
+      // An empty line is not a command, but it still gets its one reply (as in vsftpd).
+      if (/^\s*$/.test(line)) {
+        enqueue(this, () => this.reply(500, 'Empty command line; HELP lists the commands'));
+        continue;
+      }
       // ABOR must act while the transfer runs (ftp-srv never read it mid-transfer): cut the
       // data connection now; the transfer answers 426, then ABOR itself is answered 226.
       if (session.busy && /^\s*ABOR\s*$/i.test(line)) session.abortTransfer('aborted by client', true);

@@ -56,7 +56,7 @@ export class ControlLineReader {
         let line = Buffer.concat(this.pending, this.pendingBytes);
         if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, -1);
         if (line.length > MAX_LINE_BYTES) overlong++;
-        else if (line.length > 0) lines.push(line.toString('utf8'));
+        else lines.push(line.toString('utf8'));
       }
       this.pending = [];
       this.pendingBytes = 0;
