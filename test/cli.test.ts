@@ -1,7 +1,7 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,6 +151,41 @@ test('passwords: empty refused, no terminal without --password-stdin refused', a
   t.is(r.code, 2);
   t.regex(oneLine(t, r.stderr), /stdin is not a terminal.*--password-stdin/);
   t.false(existsSync(file));
+});
+
+test('concurrent `dfos users add` runs keep every user (edit lock), and the lock is gone afterwards', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'users.json');
+  await writeFile(file, '{"users":{}}\n');
+  const names = Array.from({ length: 8 }, (_, i) => `user${i}`);
+  const runs = await Promise.all(names.map((n) => dfos(['users', 'add', n, '--password-stdin', '--users', file], { input: `${n}-pw\n` })));
+  for (const r of runs) t.is(r.code, 0, r.stderr);
+  const doc = JSON.parse(await readFile(file, 'utf8')) as { users: Record<string, unknown> };
+  t.deepEqual(Object.keys(doc.users).sort(), names);
+  t.false(existsSync(`${file}.lock`), 'the lock is released');
+});
+
+test('`dfos users` waits for a held lock, and takes over a stale one left by a crashed command', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'users.json');
+  await writeFile(file, '{"users":{}}\n');
+  // Held by "another command" that finishes after 1 s.
+  await mkdir(`${file}.lock`);
+  const removeLock = setTimeout(() => void rm(`${file}.lock`, { recursive: true }), 1000);
+  t.teardown(() => clearTimeout(removeLock));
+  const started = Date.now();
+  let r = await dfos(['users', 'add', 'waiter', '--password-stdin', '--users', file], { input: 'w\n' });
+  t.is(r.code, 0, r.stderr);
+  t.true(Date.now() - started >= 900, 'it waited for the lock');
+  // Left behind by a crash a minute ago: taken over.
+  await mkdir(`${file}.lock`);
+  const old = new Date(Date.now() - 60_000);
+  await utimes(`${file}.lock`, old, old);
+  r = await dfos(['users', 'add', 'after-crash', '--password-stdin', '--users', file], { input: 'a\n' });
+  t.is(r.code, 0, r.stderr);
+  const doc = JSON.parse(await readFile(file, 'utf8')) as { users: Record<string, unknown> };
+  t.deepEqual(Object.keys(doc.users).sort(), ['after-crash', 'waiter']);
+  t.false(existsSync(`${file}.lock`));
 });
 
 test('atomic rewrite keeps other entries, their unknown fields, and invalid entries', async (t) => {

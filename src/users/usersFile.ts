@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import lockfile from 'proper-lockfile';
 import { isPasswordHash } from './passwordHash.js';
 
 /**
@@ -38,6 +39,7 @@ export type UsersFileErrorCode =
   | 'exists'
   | 'no-such-user'
   | 'bad-name'
+  | 'locked'
   | 'write-failed';
 
 /** A users.json problem. Its message is one operator-facing line that says what to do. */
@@ -416,6 +418,45 @@ export async function updateUsersFile<T>(
   update: (doc: RawUsersDocument) => T,
   options: { create?: boolean } = {},
 ): Promise<T> {
+  const release = await lockUsersFile(file);
+  try {
+    return await updateLocked(file, update, options);
+  } finally {
+    await release().catch(() => undefined);
+  }
+}
+
+/**
+ * Takes the users file's edit lock (a `<file>.lock` directory, via proper-lockfile), so
+ * two `dfos users` commands run at once cannot lose each other's change. Waits up to
+ * about 10 s for another editor; a lock left by a crashed process is taken over after 10 s.
+ */
+async function lockUsersFile(file: string): Promise<() => Promise<void>> {
+  let target: string;
+  try {
+    target = await realpath(file);
+  } catch {
+    target = path.resolve(file);
+  }
+  try {
+    return await lockfile.lock(target, {
+      realpath: false,
+      stale: 10_000,
+      retries: { retries: 60, factor: 1.2, minTimeout: 20, maxTimeout: 500, randomize: true },
+    });
+  } catch (err) {
+    const busy = (err as NodeJS.ErrnoException).code === 'ELOCKED';
+    throw new UsersFileError(
+      busy
+        ? `${file}: another \`dfos users\` command is editing it (lock ${target}.lock); try again, or remove that directory if no such command runs`
+        : `${file}: cannot lock it for editing (${ioReason(err)}); check the permissions of its directory`,
+      busy ? 'locked' : 'write-failed',
+      file,
+    );
+  }
+}
+
+async function updateLocked<T>(file: string, update: (doc: RawUsersDocument) => T, options: { create?: boolean }): Promise<T> {
   const text = await readText(file);
   let doc: RawUsersDocument;
   if (text === null || text.trim() === '') {
