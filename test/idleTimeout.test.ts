@@ -7,7 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RawFtp } from './helpers/rawFtp.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
-import { collect, startRawTransfer, tolerateLateLogs, writeChunk } from './helpers/serverProcess.js';
+import { auditLog, collect, startRawTransfer, tolerateLateLogs, writeChunk } from './helpers/serverProcess.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -59,6 +59,14 @@ test.serial('an idle logged-in control connection gets 421 after about the idle 
   t.is(reply.code, 421, reply.raw);
   t.true(elapsed >= 900 && elapsed <= 4000, `421 ${elapsed} ms after the last command, expected about 1000`);
   await raw.waitClosed(2000);
+  // The audit trail says how the session ended (the file is written asynchronously).
+  let logout: Record<string, unknown> | undefined;
+  for (let i = 0; i < 50 && !logout; i++) {
+    logout = (await auditLog(srv.logDir).catch(() => [])).find((r) => r.action === 'logout');
+    if (!logout) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(logout?.code, 421, JSON.stringify(logout));
+  t.regex(String(logout?.reason), /^Idle timeout/);
 });
 
 test.serial('an idle connection that never logged in also gets 421 after the idle timeout', async (t) => {

@@ -172,7 +172,11 @@ test('defect 5: dfos.log is JSON lines, audit.log has one record per action, and
   t.is(typeof cutRec.bytes, 'number');
   const logouts = audit.filter((r) => r.action === 'logout' && r.user === 'alice');
   t.true(logouts.length >= 3, `a logout per logged-in session, got ${logouts.length}`);
-  for (const l of logouts) t.is(typeof l.durationMs, 'number');
+  for (const l of logouts) {
+    t.is(typeof l.durationMs, 'number');
+    t.is(typeof l.reason, 'string', `a logout says how the session ended: ${JSON.stringify(l)}`);
+  }
+  t.true(logouts.filter((l) => l.code === 221 && l.reason === 'QUIT').length >= 2, 'the two QUITs are logged with 221');
   // Every session id of a logout had a login.
   const loginSessions = new Set(logins.map((l) => l.session));
   for (const l of logouts) t.true(loginSessions.has(l.session));

@@ -27,7 +27,7 @@ export interface AuditEvent {
   result: 'ok' | 'failed' | 'aborted';
   /** FTP reply code sent to the client. */
   code?: number;
-  /** Short reason for a failure (client-safe wording). */
+  /** Short reason for a failure, or how a session ended (client-safe wording). */
   reason?: string;
 }
 

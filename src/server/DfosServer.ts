@@ -56,7 +56,9 @@ export class DfosServer {
       session: { idleTimeoutMs: config.idleTimeout * 1000, audit, log },
       login: (session, username, password) => server!.login(session, username, password),
       onSessionClosed: (session) => {
-        if (session.user) session.audit({ action: 'logout', result: 'ok', durationMs: Date.now() - session.startedAt });
+        if (!session.user) return;
+        const ending = session.ending ?? { code: undefined, reason: 'connection closed by the client' };
+        session.audit({ action: 'logout', result: 'ok', durationMs: Date.now() - session.startedAt, code: ending.code, reason: ending.reason });
       },
     });
     let bound;

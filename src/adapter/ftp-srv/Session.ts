@@ -45,6 +45,8 @@ export class Session {
   queued = 0;
   readonly reader = new ControlLineReader();
   closed = false;
+  /** How the session ended (QUIT 221, or 421 with the reason), for the logout record. */
+  ending: { code: number; reason: string } | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -105,6 +107,7 @@ export class Session {
   async close421(message: string): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.ending ??= { code: 421, reason: message };
     clearTimeout(this.idleTimer);
     const socket = this.connection.commandSocket;
     if (!socket.writable) {

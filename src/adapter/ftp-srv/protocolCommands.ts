@@ -161,7 +161,10 @@ export const protocolCommands: CommandEntry[] = [
     directive: 'QUIT',
     handler(this: FtpConnection) {
       const session = sessionOf(this);
-      if (session) session.closed = true;
+      if (session) {
+        session.closed = true;
+        session.ending = { code: 221, reason: 'QUIT' };
+      }
       return this.close(221, 'Goodbye');
     },
     syntax: '{{cmd}}',
