@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { Readable, Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'basic-ftp';
@@ -166,6 +167,22 @@ try {
   const after = await rssKiB(server.pid!);
   closers.forEach((c) => c());
 
+  // Latency: one login after another, and small files one after another on one session
+  // (what scripts and mirroring clients do; Nagle + delayed ACK would add ~40 ms each).
+  t = performance.now();
+  for (let i = 0; i < 100; i++) (await rawLogin())();
+  const sequentialLoginMs = (performance.now() - t) / 100;
+  const latency = new Client(30_000);
+  await latency.access({ host: '127.0.0.1', port, user: 'bench', password: 'bench-pw' });
+  const tiny = Buffer.alloc(1000, 97);
+  t = performance.now();
+  for (let i = 0; i < 100; i++) await latency.uploadFrom(Readable.from([tiny]), `tiny-${i}.txt`);
+  const smallUploadMs = (performance.now() - t) / 100;
+  t = performance.now();
+  for (let i = 0; i < 100; i++) await latency.downloadTo(new Writable({ write: (_c, _e, cb) => cb() }), `tiny-${i}.txt`);
+  const smallDownloadMs = (performance.now() - t) / 100;
+  latency.close();
+
   // Like pyftpdlib's ftpbench "-b all -n 200": N sessions at once, 10 MB each.
   const small = randomBytes(10_000_000);
   await writeFile(join(dir, 'storage', 'bench', 'ten.bin'), small);
@@ -193,6 +210,7 @@ try {
     parallel10MB: { sessions, retrSeconds: Number(parallelRetr.toFixed(2)), storSeconds: Number(parallelStor.toFixed(2)),
       serverCpuSeconds: { retr: retrCpu, stor: storCpu },
       peakRssMiB: { before: Math.round(peakBefore / 1024), afterRetr: Math.round(peakRetr / 1024), afterStor: Math.round(peakStor / 1024) } },
+    latencyMs: { sequentialLogin: Number(sequentialLoginMs.toFixed(1)), smallUpload: Number(smallUploadMs.toFixed(1)), smallDownload: Number(smallDownloadMs.toFixed(1)) },
     logins: { concurrent: sessions, seconds: Number(loginSeconds.toFixed(3)), perSecond: Math.round(sessions / loginSeconds) },
     memory: { rssBeforeMiB: Math.round(before / 1024), rssWithSessionsMiB: Math.round(after / 1024), perSessionKiB: Math.round((after - before) / sessions) },
   }, null, 2));

@@ -156,6 +156,9 @@ export class DataChannel implements FtpConnector {
 
   private adopt(socket: Socket): void {
     socket.on('error', () => undefined);
+    // No Nagle: a listing or a file's last partial segment goes out at once instead of
+    // waiting for the client's delayed ACK.
+    socket.setNoDelay(true);
     if (this.options.stallTimeoutMs > 0) {
       socket.setTimeout(this.options.stallTimeoutMs, () => socket.destroy(new Error('data connection stalled')));
     }

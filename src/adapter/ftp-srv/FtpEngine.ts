@@ -129,6 +129,10 @@ export class FtpEngine extends EventEmitter {
   }
 
   private attach(connection: FtpConnection): void {
+    // Each reply is one complete write, so Nagle's algorithm only adds latency: with it, a
+    // reply written while the previous one is unacknowledged waits for the client's
+    // delayed ACK (~40 ms), e.g. 331 then 230 for a pipelined USER + PASS.
+    connection.commandSocket.setNoDelay(true);
     const session = new Session(connection, this.options.session);
     const dataTimeout = this.options.dataTimeoutMs;
     connection.connector = new DataChannel(connection, {
