@@ -233,3 +233,23 @@ test('lexicalPath maps client paths below the root', async (t) => {
   t.is(jail.lexicalPath('/docs/d.txt'), join(home, 'docs', 'd.txt'));
   t.is(jail.lexicalPath('/'), home);
 });
+
+test('child(): plain entries in one lstat, links inside allowed, links outside / dangling / to the sibling home refused, missing is undefined', async (t) => {
+  const { home, sibling, outside, jail } = await world(t);
+  await symlink(join(home, 'docs'), join(home, 'inside-link'));
+  await symlink(outside, join(home, 'out-dir'));
+  await symlink(join(sibling, 's.txt'), join(home, 'to-sibling'));
+  await symlink(join(home, 'nowhere'), join(home, 'dangling'));
+  const dir = await jail.existing('/');
+  const plain = await jail.child(dir.realPath, '/a.txt', 'a.txt');
+  t.is(plain.realPath, join(home, 'a.txt'));
+  t.true(plain.lstats?.isFile());
+  const link = await jail.child(dir.realPath, '/inside-link', 'inside-link');
+  t.is(link.realPath, join(home, 'docs'));
+  for (const name of ['out-dir', 'to-sibling', 'dangling']) {
+    await throwsFs(t, () => jail.child(dir.realPath, `/${name}`, name), 550, outside);
+  }
+  const missing = await jail.child(dir.realPath, '/gone', 'gone');
+  t.is(missing.lstats, undefined);
+  t.is(missing.realPath, undefined);
+});

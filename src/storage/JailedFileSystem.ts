@@ -5,7 +5,11 @@ import { posix } from 'node:path';
 import { AtomicUpload, type UploadMode } from './AtomicUpload.js';
 import { FsError, toFsError } from './FsError.js';
 import { isTempName } from './hiddenTemp.js';
+import { mapConcurrent } from './mapConcurrent.js';
 import type { PathJail } from './pathJail.js';
+
+/** Entries stat'ed at once while listing a directory. */
+const LIST_CONCURRENCY = 32;
 
 /** A directory entry or file as ftp-srv expects it: fs.Stats plus the name to show. */
 export type NamedStats = Stats & { name: string };
@@ -64,17 +68,17 @@ export class JailedFileSystem {
     } catch (err) {
       throw toFsError(err, clientPath);
     }
-    const result: NamedStats[] = [];
-    for (const name of names.sort()) {
-      if (isTempName(name)) continue;
+    const visible = names.filter((name) => !isTempName(name)).sort();
+    const listed = await mapConcurrent(visible, LIST_CONCURRENCY, async (name) => {
       try {
-        const child = await this.jail.existing(posix.join(clientPath, name));
-        result.push(named(await stat(child.realPath), name));
+        const child = await this.jail.child(entry.realPath, posix.join(clientPath, name), name);
+        if (!child.lstats || !child.realPath) return undefined; // vanished meanwhile
+        return named(child.lstats.isSymbolicLink() ? await stat(child.realPath) : child.lstats, name);
       } catch {
-        // Vanished meanwhile, or a symlink leading out of the jail: not shown.
+        return undefined; // a symlink leading out of the jail (or dangling): not shown
       }
-    }
-    return result;
+    });
+    return listed.filter((e): e is NamedStats => e !== undefined);
   }
 
   /** Changes the current directory; returns the new client path. */

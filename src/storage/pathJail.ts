@@ -71,8 +71,21 @@ export class PathJail {
       throw (await this.escapesViaAncestor(dirname(lexical))) ? denied(clientPath) : toFsError(err, clientPath);
     }
     if (!this.contains(parentReal)) throw denied(clientPath);
-    const fsPath = join(parentReal, basename(lexical));
-    let lstats: Stats | undefined;
+    return this.inspect(join(parentReal, basename(lexical)), clientPath);
+  }
+
+  /**
+   * Resolves `name` inside `dirReal`, the real path of a directory already checked by
+   * entry()/existing() (so it is inside the jail): one lstat, plus a realpath containment
+   * check only when the child is a symlink. Listings use it instead of entry() per name.
+   */
+  async child(dirReal: string, clientPath: string, name: string): Promise<JailedEntry> {
+    return this.inspect(join(dirReal, name), clientPath);
+  }
+
+  /** The entry at `fsPath`, whose parent is a real directory inside the jail. */
+  private async inspect(fsPath: string, clientPath: string): Promise<JailedEntry> {
+    let lstats: Stats;
     try {
       lstats = await lstat(fsPath);
     } catch (err) {
