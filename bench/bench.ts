@@ -7,7 +7,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
@@ -181,6 +181,12 @@ try {
   t = performance.now();
   for (let i = 0; i < 100; i++) await latency.downloadTo(new Writable({ write: (_c, _e, cb) => cb() }), `tiny-${i}.txt`);
   const smallDownloadMs = (performance.now() - t) / 100;
+  await mkdir(join(dir, 'storage', 'bench', 'many'));
+  await Promise.all(Array.from({ length: 1000 }, (_, i) => writeFile(join(dir, 'storage', 'bench', 'many', `f${i}.txt`), `${i}\n`)));
+  await latency.list('many');
+  t = performance.now();
+  for (let i = 0; i < 20; i++) await latency.list('many');
+  const list1000Ms = (performance.now() - t) / 20;
   latency.close();
 
   // Like pyftpdlib's ftpbench "-b all -n 200": N sessions at once, 10 MB each.
@@ -210,7 +216,7 @@ try {
     parallel10MB: { sessions, retrSeconds: Number(parallelRetr.toFixed(2)), storSeconds: Number(parallelStor.toFixed(2)),
       serverCpuSeconds: { retr: retrCpu, stor: storCpu },
       peakRssMiB: { before: Math.round(peakBefore / 1024), afterRetr: Math.round(peakRetr / 1024), afterStor: Math.round(peakStor / 1024) } },
-    latencyMs: { sequentialLogin: Number(sequentialLoginMs.toFixed(1)), smallUpload: Number(smallUploadMs.toFixed(1)), smallDownload: Number(smallDownloadMs.toFixed(1)) },
+    latencyMs: { sequentialLogin: Number(sequentialLoginMs.toFixed(1)), smallUpload: Number(smallUploadMs.toFixed(1)), smallDownload: Number(smallDownloadMs.toFixed(1)), list1000Entries: Number(list1000Ms.toFixed(1)) },
     logins: { concurrent: sessions, seconds: Number(loginSeconds.toFixed(3)), perSecond: Math.round(sessions / loginSeconds) },
     memory: { rssBeforeMiB: Math.round(before / 1024), rssWithSessionsMiB: Math.round(after / 1024), perSessionKiB: Math.round((after - before) / sessions) },
   }, null, 2));
