@@ -208,3 +208,18 @@ test('SITE VIEW writes a view record to the audit log', async (t) => {
     t.is(typeof r['durationMs'], 'number');
   }
 });
+
+test('multi-line replies (SITE VIEW, FEAT, HELP) are written in one piece, not one TCP segment per line', async (t) => {
+  const { raw } = await viewServer(t);
+  // Count the reads the client needs for each reply. ftp-srv wrote line by line, and
+  // without Nagle each line arrived on its own (a 1024-byte text view took ~20 reads).
+  let reads = 0;
+  raw.socket.on('data', () => reads++);
+  for (const line of ['SITE VIEW big.txt', 'SITE VIEW big.bin', 'FEAT', 'HELP']) {
+    reads = 0;
+    const reply = await raw.command(line);
+    t.is(reply.code, line === 'HELP' ? 214 : line === 'FEAT' ? 211 : 200, reply.raw.slice(0, 100));
+    t.true(reply.lines.length > 5, `${line} is multi-line`);
+    t.is(reads, 1, `${line}: ${reply.lines.length} lines arrived in ${reads} reads`);
+  }
+});

@@ -1,5 +1,6 @@
 import type winston from 'winston';
 import type { AuditEvent, AuditLog } from '../../logging/AuditLog.js';
+import { coalescedReply } from './coalescedReply.js';
 import { ControlLineReader } from './controlLineReader.js';
 import { MLST_FACTS, type MlstFact } from './mlsxFacts.js';
 import type { FtpConnection } from './internals.js';
@@ -59,7 +60,7 @@ export class Session {
     const reply = connection.reply.bind(connection);
     connection.reply = (options, ...letters) => {
       this.replyCount++;
-      return reply(options, ...letters);
+      return coalescedReply(connection, reply, options, letters);
     };
     this.touch();
   }
