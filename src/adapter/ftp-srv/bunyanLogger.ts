@@ -9,12 +9,14 @@ type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
  * (passing winston directly crashes on the first connection, upstream #300):
  * `child(fields)` and bunyan-style calls `(msg, …)`, `(err, msg, …)`, `({fields}, msg, …)`.
  * ftp-srv reports client mistakes (a missing file, a reset socket) at `error`; they are
- * logged one level lower so the error level stays meaningful for operators.
+ * logged one level lower so the error level stays meaningful for operators. Its `info`
+ * lines ("Listening", "Server closing...") repeat what DFOS logs itself, so they go to
+ * `debug`.
  * Secrets are removed by the logger's redact format.
  */
 export function bunyanAdapter(logger: winston.Logger, fields: Record<string, unknown> = {}): BunyanLike {
   const emit = (level: Level) => (...args: unknown[]) => {
-    const target: Level = level === 'error' ? 'warn' : level;
+    const target: Level = level === 'error' ? 'warn' : level === 'info' ? 'debug' : level;
     if (!logger.isLevelEnabled(target)) return;
     let meta: Record<string, unknown> = { ...fields, source: 'ftp-srv' };
     const first = args[0];
