@@ -8,7 +8,7 @@
 //
 // Configure the server with DFOS_* environment variables in the shell that runs
 // `pm2 start` (pm2 passes them on): DFOS_PORT, DFOS_HOST, DFOS_STORAGE, DFOS_USERS,
-// DFOS_LOG_DIR, DFOS_SHUTDOWN_GRACE, ... (see `node dist/cli.js serve --help`).
+// DFOS_LOG_DIR, DFOS_SHUTDOWN_GRACE, ... (see `node dist/dfos.cjs serve --help`).
 
 /** The server's shutdown grace in seconds (DFOS_SHUTDOWN_GRACE, default 30). */
 const grace = Number(process.env.DFOS_SHUTDOWN_GRACE ?? 30);
@@ -17,7 +17,7 @@ const graceSeconds = Number.isFinite(grace) && grace >= 0 ? grace : 30;
 export const apps = [
   {
     name: 'dfos',
-    script: 'dist/cli.js',
+    script: 'dist/dfos.cjs',
     args: ['serve'],
     cwd: import.meta.dirname,
     exec_mode: 'fork',

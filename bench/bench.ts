@@ -122,7 +122,7 @@ async function parallel(n: number, kind: 'RETR' | 'STOR', name: string, payload:
 
 const dir = await mkdtemp(join(tmpdir(), 'dfos-bench-'));
 await writeFile(join(dir, 'users.json'), JSON.stringify({ users: { bench: { password: await hashPassword('bench-pw') } } }));
-const server = spawn(process.execPath, ['dist/cli.js', 'serve', '--host', '127.0.0.1', '--port', String(port), '--pasv-min', '0', '--pasv-max', '0',
+const server = spawn(process.execPath, ['dist/dfos.cjs', 'serve', '--host', '127.0.0.1', '--port', String(port), '--pasv-min', '0', '--pasv-max', '0',
   '--storage', join(dir, 'storage'), '--users', join(dir, 'users.json'), '--log-dir', join(dir, 'logs'), '--log-level', 'warn'], { stdio: 'inherit' });
 try {
   for (let i = 0; i < 100; i++) {

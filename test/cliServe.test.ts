@@ -225,3 +225,25 @@ test('serve without an IPC channel starts normally (process.send is absent)', as
   t.false(/TypeError|process\.send/.test(proc.stderr()));
   await stopAndExpectZero(t, proc);
 });
+
+/** Threads of a running process (Linux /proc). */
+async function threadCount(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^Threads:\s+(\d+)/m.exec(status)?.[1]);
+}
+
+test('the dfos executable gives libuv 32 pool threads for file I/O, unless UV_THREADPOOL_SIZE is set', async (t) => {
+  for (const [env, expectAtLeast, expectBelow] of [
+    [{ UV_THREADPOOL_SIZE: undefined }, 32, Infinity],
+    [{ UV_THREADPOOL_SIZE: '6' }, 6, 20],
+  ] as const) {
+    const proc = await spawnServer({ env: { ...env } });
+    t.teardown(() => proc.cleanup());
+    // Use the pool (a login stats and creates the home, an upload writes and fsyncs).
+    t.deepEqual(await roundTrip('127.0.0.1', proc.port, 'pool.txt', 'pool\n'), ['pool.txt']);
+    const threads = await threadCount(proc.child.pid!);
+    t.true(threads >= expectAtLeast && threads < expectBelow, `UV_THREADPOOL_SIZE=${env.UV_THREADPOOL_SIZE ?? '(unset)'}: ${threads} threads`);
+    proc.child.kill('SIGTERM');
+    t.deepEqual(await proc.waitExit(30_000), { code: 0, signal: null });
+  }
+});

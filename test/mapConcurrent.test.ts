@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mapConcurrent } from '../src/storage/mapConcurrent.js';
+import { mapConcurrent } from '../src/util/mapConcurrent.js';
 
 test('mapConcurrent keeps the input order and never runs more than the limit at once', async (t) => {
   let running = 0;

@@ -111,7 +111,7 @@ test('pm2.config.js: pm2 waits for ready, the server takes uploads, and `pm2 sto
   t.is(app?.pm2_env.wait_ready, true);
   t.is(app?.pm2_env.exec_mode, 'fork_mode');
   t.true((app?.pm2_env.kill_timeout ?? 0) > GRACE * 1000, `kill_timeout ${app?.pm2_env.kill_timeout} must exceed the grace`);
-  t.is(app?.pm2_env.pm_exec_path, join(REPO_ROOT, 'dist', 'cli.js'));
+  t.is(app?.pm2_env.pm_exec_path, join(REPO_ROOT, 'dist', 'dfos.cjs'));
   const port = await pm2.port();
   t.is(await probeGreeting(port), 'greeted', 'online means listening');
 

@@ -5,7 +5,7 @@ import { posix } from 'node:path';
 import { AtomicUpload, type UploadMode } from './AtomicUpload.js';
 import { FsError, toFsError } from './FsError.js';
 import { isTempName } from './hiddenTemp.js';
-import { mapConcurrent } from './mapConcurrent.js';
+import { mapConcurrent } from '../util/mapConcurrent.js';
 import type { PathJail } from './pathJail.js';
 
 /** Entries stat'ed at once while listing a directory. */

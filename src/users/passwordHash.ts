@@ -1,4 +1,5 @@
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { concurrencyLimit } from '../util/concurrencyLimit.js';
 
 /**
  * Password hashing for users.json.
@@ -82,13 +83,24 @@ function scryptOptions(cost: ScryptCost): ScryptOptions {
   return { N, r: cost.r, p: cost.p, maxmem };
 }
 
+/**
+ * scrypt runs at once, process-wide. Each takes 16 MiB (default cost) on libuv's thread
+ * pool, which DFOS enlarges for file I/O (see src/dfos.cts): 4 bounds what a login storm
+ * costs to 64 MiB and leaves the other pool threads to file I/O.
+ */
+const SCRYPT_CONCURRENCY = 4;
+const scryptSlot = concurrencyLimit(SCRYPT_CONCURRENCY);
+
 function scrypt(password: string, salt: Buffer, keylen: number, cost: ScryptCost): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    scryptCb(password.normalize('NFC'), salt, keylen, scryptOptions(cost), (err, key) => {
-      if (err) reject(err);
-      else resolve(key);
-    });
-  });
+  return scryptSlot(
+    () =>
+      new Promise<Buffer>((resolve, reject) => {
+        scryptCb(password.normalize('NFC'), salt, keylen, scryptOptions(cost), (err, key) => {
+          if (err) reject(err);
+          else resolve(key);
+        });
+      }),
+  );
 }
 
 /**

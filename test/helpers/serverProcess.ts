@@ -11,8 +11,8 @@ import { openEpsvData, type RawFtp, type RawReply } from './rawFtp.js';
 
 /** The repository root (where package.json, dist/ and pm2.config.js live). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-/** The compiled CLI (`npm test` builds dist/ before ava runs). */
-export const CLI = join(REPO_ROOT, 'dist', 'cli.js');
+/** The `dfos` executable (package.json bin; `npm test` builds dist/ before ava runs). */
+export const CLI = join(REPO_ROOT, 'dist', 'dfos.cjs');
 
 /** How a spawned server ended. */
 export interface ExitInfo {
@@ -42,7 +42,7 @@ export async function makeServerDirs(users?: TestUser[]): Promise<ServerDirs> {
   return dirs;
 }
 
-/** A `node dist/cli.js serve` child process. */
+/** A `node dist/dfos.cjs serve` child process. */
 export interface ServerProcess extends ServerDirs {
   child: ChildProcess;
   /** The control port it listens on (parsed from its "DFOS listening" line). */
@@ -104,7 +104,7 @@ export function stripAnsi(text: string): string {
 }
 
 /**
- * Spawns `node dist/cli.js serve` on 127.0.0.1 port 0 with temporary storage, users and
+ * Spawns `node dist/dfos.cjs serve` on 127.0.0.1 port 0 with temporary storage, users and
  * logs, and waits (bounded) until it logs "DFOS listening ... port=N".
  */
 export async function spawnServer(options: SpawnOptions = {}): Promise<ServerProcess> {
