@@ -165,3 +165,28 @@ test.serial('the idle timer does not run while a command is being processed (a P
   const idle = await raw.read(4000).catch((e: Error) => ({ code: 0, raw: e.message }));
   t.is(idle.code, 421, idle.raw);
 });
+
+test.serial('login timeout: a connection that keeps sending commands but never logs in gets 421 and is closed', async (t) => {
+  const srv = await startTestServer({ config: { idleTimeout: 300, loginTimeout: 1 } });
+  t.teardown(() => srv.stop());
+  tolerateLateLogs(srv.server);
+  const raw = await RawFtp.connect(srv.port);
+  t.teardown(() => raw.close());
+  const opened = Date.now();
+  // Busy but never logged in: NOOP / USER without PASS every 200 ms (bounded: 5 s).
+  let reply;
+  while (Date.now() - opened < 5000) {
+    reply = await raw.command(Date.now() % 2 ? 'NOOP' : 'USER alice').catch(() => undefined);
+    if (!reply || reply.code === 421) break;
+    await sleep(200);
+  }
+  if (reply && reply.code !== 421) reply = await raw.read(3000).catch(() => undefined);
+  t.is(reply?.code, 421, JSON.stringify(reply?.raw));
+  t.regex(reply?.raw ?? '', /Login timeout/);
+  await raw.waitClosed(2000);
+  // A session that logs in in time is not affected.
+  const { raw: logged } = await session(srv.port);
+  t.teardown(() => logged.close());
+  await sleep(1500);
+  t.is((await logged.command('NOOP')).code, 200);
+});

@@ -46,6 +46,7 @@ const SERVE_FLAGS: readonly ServeFlag[] = [
     kind: 'seconds',
   },
   { key: 'idleTimeout', flag: 'idle-timeout', arg: '<seconds>', help: 'disconnect idle sessions after this', kind: 'seconds' },
+  { key: 'loginTimeout', flag: 'login-timeout', arg: '<seconds>', help: 'disconnect connections not logged in after this', kind: 'seconds' },
   { key: 'dataTimeout', flag: 'data-timeout', arg: '<seconds>', help: 'cut a data connection with no traffic for this long (426)', kind: 'seconds' },
   {
     key: 'authFailDelay',

@@ -42,6 +42,8 @@ export const serverConfigSchema = z
     logLevel: z.enum(LOG_LEVELS, { error: `log-level must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
     shutdownGrace: seconds('shutdown-grace').default(30),
     idleTimeout: seconds('idle-timeout').default(300),
+    /** A connection not logged in this long after it opened gets 421, busy or not (0 = never). */
+    loginTimeout: seconds('login-timeout').default(60),
     /** A data connection with no bytes either way for this long gets 426 (0 = never). */
     dataTimeout: seconds('data-timeout').default(300),
     authFailDelay: seconds('auth-fail-delay').default(1),

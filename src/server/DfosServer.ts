@@ -53,7 +53,7 @@ export class DfosServer {
       pasvAddress: config.pasvAddress,
       dataTimeoutMs: config.dataTimeout * 1000,
       log,
-      session: { idleTimeoutMs: config.idleTimeout * 1000, audit, log },
+      session: { idleTimeoutMs: config.idleTimeout * 1000, loginTimeoutMs: config.loginTimeout * 1000, audit, log },
       login: (session, username, password) => server!.login(session, username, password),
       onSessionClosed: (session) => {
         if (!session.user) return;

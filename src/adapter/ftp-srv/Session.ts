@@ -9,6 +9,11 @@ import type { FtpConnection } from './internals.js';
 export interface SessionContext {
   /** Close an idle control connection after this many ms (0 = never). */
   idleTimeoutMs: number;
+  /**
+   * Close a connection that has not logged in this many ms after it opened (0 = never),
+   * even if it keeps sending commands: unauthenticated connections cannot be held open.
+   */
+  loginTimeoutMs: number;
   audit: AuditLog;
   log: winston.Logger;
 }
@@ -49,6 +54,7 @@ export class Session {
   /** How the session ended (QUIT 221, or 421 with the reason), for the logout record. */
   ending: { code: number; reason: string } | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  private loginTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly connection: FtpConnection,
@@ -63,6 +69,10 @@ export class Session {
       return coalescedReply(connection, reply, options, letters);
     };
     this.touch();
+    if (context.loginTimeoutMs > 0) {
+      this.loginTimer = setTimeout(() => this.onLoginTimeout(), context.loginTimeoutMs);
+      this.loginTimer.unref();
+    }
   }
 
   /** A command arrived: restart the idle timer (not while a transfer runs). */
@@ -122,11 +132,19 @@ export class Session {
   dispose(): void {
     this.closed = true;
     clearTimeout(this.idleTimer);
+    clearTimeout(this.loginTimer);
   }
 
   /** Writes one audit record with this session's identity. */
   audit(event: Omit<AuditEvent, 'session' | 'user' | 'client'>): void {
     this.context.audit.record({ session: this.id, user: this.user, client: this.client, ...event });
+  }
+
+  private onLoginTimeout(): void {
+    this.loginTimer = undefined;
+    if (this.user || this.closed) return;
+    this.context.log.info('Closing connection that did not log in', { session: this.id, client: this.client });
+    void this.close421(`Login timeout (${Math.round(this.context.loginTimeoutMs / 1000)} s), closing control connection`);
   }
 
   private onIdle(): void {
