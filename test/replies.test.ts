@@ -1,18 +1,11 @@
 import test, { type ExecutionContext } from 'ava';
-import { createServer } from 'node:net';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RawFtp, type RawReply } from './helpers/rawFtp.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
+import { HAS_IPV6 } from './helpers/protocolFixtures.js';
 import { exists, rawUpload, snapshotTree } from './helpers/jailFixtures.js';
 import type { ServerConfigInput } from '../src/config/serverConfig.js';
-
-/** True if this machine can listen on ::1 (decided once, so the IPv6 test can be skipped cleanly). */
-const hasIpv6Loopback = await new Promise<boolean>((resolve) => {
-  const probe = createServer();
-  probe.once('error', () => resolve(false));
-  probe.listen(0, '::1', () => probe.close(() => resolve(true)));
-});
 
 async function server(t: ExecutionContext, options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
   const srv = await startTestServer(options);
@@ -112,7 +105,7 @@ test('a localOnly user can log in from 127.0.0.1 and gets the same 530 text for 
   t.is(r1.raw, r2.raw);
 });
 
-(hasIpv6Loopback ? test : test.skip)('a localOnly user can log in from ::1 (server on ::1)', async (t) => {
+(HAS_IPV6 ? test : test.skip)('a localOnly user can log in from ::1 (server on ::1)', async (t) => {
   const config: ServerConfigInput = { host: '::1' };
   const srv = await server(t, { users: [{ name: 'demo', password: 'demo', localOnly: true }], config });
   const raw = await RawFtp.connect(srv.port, '::1');
