@@ -7,13 +7,14 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RawFtp } from './helpers/rawFtp.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
+import type { ServerConfigInput } from '../src/config/serverConfig.js';
 import { auditLog, collect, startRawTransfer, tolerateLateLogs, writeChunk } from './helpers/serverProcess.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-async function server(t: { teardown(fn: () => unknown): void }): Promise<TestServer> {
-  const srv = await startTestServer({ config: { idleTimeout: 1 } });
+async function server(t: { teardown(fn: () => unknown): void }, config: ServerConfigInput = { idleTimeout: 1 }): Promise<TestServer> {
+  const srv = await startTestServer({ config });
   t.teardown(() => srv.stop());
   tolerateLateLogs(srv.server);
   return srv;
@@ -150,9 +151,7 @@ test.serial('a NOOP every 0.5 s keeps the session alive past twice the idle time
 test.serial('the idle timer does not run while a command is being processed (a PASS answered after the idle timeout gets its 530)', async (t) => {
   // The failed-login delay (1.5 s) is longer than the idle timeout (1 s): the session is
   // waiting for the server, not idle.
-  const srv = await startTestServer({ config: { idleTimeout: 1, authFailDelay: 1.5 } });
-  t.teardown(() => srv.stop());
-  tolerateLateLogs(srv.server);
+  const srv = await server(t, { idleTimeout: 1, authFailDelay: 1.5 });
   const raw = await RawFtp.connect(srv.port);
   t.teardown(() => raw.close());
   t.is((await raw.command('USER alice')).code, 331);
@@ -167,9 +166,7 @@ test.serial('the idle timer does not run while a command is being processed (a P
 });
 
 test.serial('login timeout: a connection that keeps sending commands but never logs in gets 421 and is closed', async (t) => {
-  const srv = await startTestServer({ config: { idleTimeout: 300, loginTimeout: 1 } });
-  t.teardown(() => srv.stop());
-  tolerateLateLogs(srv.server);
+  const srv = await server(t, { idleTimeout: 300, loginTimeout: 1 });
   const raw = await RawFtp.connect(srv.port);
   t.teardown(() => raw.close());
   const opened = Date.now();

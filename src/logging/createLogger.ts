@@ -52,10 +52,10 @@ export function createLoggers(options: LoggerOptions): Loggers {
   if (options.console) {
     // Colours only on a terminal: piped output (pm2 logs, journald, files) stays plain text.
     const colours = process.stdout.isTTY === true && !process.env.NO_COLOR;
-    const levelFormat = colours ? winston.format.colorize({ colors: { trace: 'gray' } }) : winston.format((info) => info)();
+    const colour = colours ? [winston.format.colorize({ colors: { trace: 'gray' } })] : [];
     transports.push(
       new winston.transports.Console({
-        format: winston.format.combine(redactFormat(), winston.format.timestamp(), levelFormat, consoleLine),
+        format: winston.format.combine(redactFormat(), winston.format.timestamp(), ...colour, consoleLine),
         stderrLevels: ['error', 'warn'],
       }),
     );

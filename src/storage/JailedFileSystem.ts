@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ReadStream, Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { AtomicUpload, type UploadMode } from './AtomicUpload.js';
@@ -111,18 +111,6 @@ export class JailedFileSystem {
     } catch (err) {
       throw toFsError(err, clientPath);
     }
-  }
-
-  /** ftp-srv's write(): same as openUpload, with ftp-srv's option names. */
-  async write(name: string, { append = false, start }: { append?: boolean; start?: number } = {}) {
-    return this.openUpload(name, { append, resumeAt: start });
-  }
-
-  /** ftp-srv's read(): a stream of the file from an optional byte offset (REST). */
-  async read(name: string | null | undefined, { start }: { start?: number } = {}): Promise<{ stream: ReadStream; clientPath: string; size: number }> {
-    const { file, clientPath, size } = await this.openForDownload(name, { start });
-    const stream = file.createReadStream({ start: start ?? 0, highWaterMark: 1 << 19, autoClose: true });
-    return { stream, clientPath, size };
   }
 
   /**

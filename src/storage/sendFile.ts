@@ -10,7 +10,9 @@ const BUFFER_BUDGET = 64 << 20;
 
 /**
  * Sends a file from `start` to its end over `socket`, then ends the socket (FIN) and
- * resolves once everything was handed to the kernel.
+ * resolves once everything was handed to the kernel. `expectedBytes` (what the caller's
+ * stat found from `start` to the end) only sizes the buffers: a file that grew or shrank
+ * since is still sent to its actual end.
  *
  * Why not `pipeline(createReadStream(), socket)`: a read stream allocates a new buffer for
  * every chunk, and waits for the socket to drain before it reads on. Here two buffers
@@ -22,8 +24,7 @@ const BUFFER_BUDGET = 64 << 20;
  * Rejects with the socket's error (reset, data timeout, ABOR) or the read error; the
  * caller owns (and closes) the file handle and the socket.
  */
-export async function sendFile(file: FileHandle, socket: Socket, start = 0): Promise<void> {
-  const remaining = Math.max(0, (await file.stat()).size - start);
+export async function sendFile(file: FileHandle, socket: Socket, start: number, expectedBytes: number): Promise<void> {
   let socketError: Error | undefined;
   const onError = (err: Error) => {
     socketError ??= err;
@@ -32,7 +33,7 @@ export async function sendFile(file: FileHandle, socket: Socket, start = 0): Pro
   let pending: Promise<void> | undefined;
   active++;
   try {
-    const firstSize = bufferSize(remaining);
+    const firstSize = bufferSize(expectedBytes);
     const buffers = [Buffer.allocUnsafeSlow(firstSize), Buffer.allocUnsafeSlow(firstSize)];
     let position = start;
     for (let i = 0; ; i++) {

@@ -351,18 +351,22 @@ export async function readUsersFile(file: string): Promise<UsersFileContents> {
   return { users: parseUsersText(text, file), text };
 }
 
+/** The file a path names, following symlinks; the absolute path when it does not exist yet. */
+async function resolveTarget(file: string): Promise<string> {
+  try {
+    return await realpath(file);
+  } catch {
+    return path.resolve(file);
+  }
+}
+
 /**
  * Writes `data` to `file` atomically: a temporary file in the same directory, fsync, rename,
  * then fsync of the directory. A new file gets mode 0o600; an existing one keeps its mode
  * (and, when permitted, its owner). A symlink is followed, so the link itself stays.
  */
 export async function writeFileAtomic(file: string, data: string): Promise<void> {
-  let target: string;
-  try {
-    target = await realpath(file);
-  } catch {
-    target = path.resolve(file);
-  }
+  const target = await resolveTarget(file);
   const existing = await stat(target).catch(() => null);
   const dir = path.dirname(target);
   const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
@@ -432,12 +436,7 @@ export async function updateUsersFile<T>(
  * about 10 s for another editor; a lock left by a crashed process is taken over after 10 s.
  */
 async function lockUsersFile(file: string): Promise<() => Promise<void>> {
-  let target: string;
-  try {
-    target = await realpath(file);
-  } catch {
-    target = path.resolve(file);
-  }
+  const target = await resolveTarget(file);
   try {
     return await lockfile.lock(target, {
       realpath: false,

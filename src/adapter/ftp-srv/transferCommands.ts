@@ -124,7 +124,7 @@ async function retrieve(this: FtpConnection, command: FtpCommand): Promise<void>
     try {
       await (this.transferType === 'ascii'
         ? pipeline(file.createReadStream({ start: start ?? 0, highWaterMark: 1 << 19, autoClose: false }), new LfToCrlf(), socket)
-        : sendFile(file, socket, start ?? 0)
+        : sendFile(file, socket, start ?? 0, size)
       ).finally(() => file.close().catch(() => undefined));
       sent = socket.bytesWritten;
     } catch (err) {
