@@ -305,15 +305,18 @@ test('defect 18: a data connection reset right after its data was sent (reset qu
   }
 });
 
-test('defect 18: an interrupted APPE leaves the original content and no temporary', async (t) => {
+test('defect 18: an interrupted APPE leaves the original content and no temporary or journal', async (t) => {
   const { srv, client, home } = await setup(t);
   const old = randomBytes(100_000);
   await client.uploadFrom(Readable.from([old]), 'log.bin');
   const raw = await login(srv);
   t.teardown(() => raw.close());
-  // An APPE temporary starts with a copy of the old content.
-  const { data } = await uploadHalfway(raw, 'APPE', 'log.bin', randomBytes(CHUNK), home, old.length + CHUNK);
-  t.deepEqual(await readFile(join(home, 'log.bin')), old, 'target untouched during APPE');
+  // An APPE writes in place (issue 7 row 10) after journalling the old size.
+  const { data } = await startDataCommand(raw, 'APPE log.bin');
+  await writeData(data, randomBytes(CHUNK));
+  await waitFor('the appended bytes on disk', async () => ((await stat(join(home, 'log.bin'))).size >= old.length + CHUNK ? true : undefined));
+  t.deepEqual((await readFile(join(home, 'log.bin'))).subarray(0, old.length), old, 'the old content stays the prefix during APPE');
+  t.is((await tempsIn(home)).length, 1, 'one journal while the append runs');
   data.resetAndDestroy();
   const reply = await raw.read(REPLY_MS);
   t.true(reply.code >= 400, reply.raw);

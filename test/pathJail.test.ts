@@ -2,8 +2,26 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdir, mkdtemp, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Stats } from 'node:fs';
 import { FsError } from '../src/storage/FsError.js';
 import { PathJail } from '../src/storage/pathJail.js';
+
+/** What the jail's resolver finds at `clientPath` (following in-jail links), with its real path. */
+async function entry(jail: PathJail, clientPath: string): Promise<{ clientPath: string; lstats: Stats | undefined; realPath: string | undefined }> {
+  const at = await jail.resolver.locate(clientPath, { followFinal: true });
+  try {
+    return { clientPath: at.clientPath, lstats: at.lstats, realPath: at.lstats ? await realpath(at.dir.at(at.name)) : undefined };
+  } finally {
+    await at.dir.close();
+  }
+}
+
+/** Like entry(), but the entry must exist (550 otherwise). */
+async function existing(jail: PathJail, clientPath: string): Promise<{ clientPath: string; lstats: Stats; realPath: string }> {
+  const e = await entry(jail, clientPath);
+  if (!e.lstats || !e.realPath) throw new FsError(550, `${clientPath}: No such file or directory`);
+  return e as { clientPath: string; lstats: Stats; realPath: string };
+}
 
 /** A temporary directory (real path) removed after the test. */
 async function tempDir(t: ExecutionContext): Promise<string> {
@@ -66,7 +84,7 @@ test('PathJail.open through a symlinked path uses the real root', async (t) => {
   const jail = await PathJail.open(join(dir, 'via-link'));
   t.is(jail.root, join(dir, 'real'));
   await writeFile(join(dir, 'real', 'f.txt'), 'f');
-  const e = await jail.existing('/f.txt');
+  const e = await existing(jail, '/f.txt');
   t.is(e.realPath, join(dir, 'real', 'f.txt'));
 });
 
@@ -143,28 +161,27 @@ test('contains() checks on path-separator boundaries', async (t) => {
 
 test('entry() for the root, existing, missing and nested entries', async (t) => {
   const { jail, home } = await world(t);
-  const root = await jail.entry('/');
-  t.is(root.fsPath, home);
+  const root = await entry(jail, '/');
+  t.is(root.clientPath, '/');
   t.is(root.realPath, home);
   t.true(root.lstats?.isDirectory());
 
-  const file = await jail.entry('/a.txt');
+  const file = await entry(jail, '/a.txt');
   t.is(file.clientPath, '/a.txt');
-  t.is(file.fsPath, join(home, 'a.txt'));
   t.is(file.realPath, join(home, 'a.txt'));
   t.true(file.lstats?.isFile());
 
-  const missing = await jail.entry('/new.txt');
-  t.is(missing.fsPath, join(home, 'new.txt'));
+  const missing = await entry(jail, '/new.txt');
+  t.is(missing.clientPath, '/new.txt');
   t.is(missing.lstats, undefined);
   t.is(missing.realPath, undefined);
 
-  t.is((await jail.entry('/docs/d.txt')).realPath, join(home, 'docs', 'd.txt'));
+  t.is((await entry(jail, '/docs/d.txt')).realPath, join(home, 'docs', 'd.txt'));
   // The parent must exist.
-  await throwsFs(t, () => jail.entry('/nodir/x'), 550, home);
+  await throwsFs(t, () => entry(jail, '/nodir/x'), 550, home);
   // existing() requires the entry itself.
-  await throwsFs(t, () => jail.existing('/new.txt'), 550, home);
-  t.is((await jail.existing('/docs')).realPath, join(home, 'docs'));
+  await throwsFs(t, () => existing(jail, '/new.txt'), 550, home);
+  t.is((await existing(jail, '/docs')).realPath, join(home, 'docs'));
 });
 
 test('entry() follows symlinks that stay inside the jail', async (t) => {
@@ -174,19 +191,20 @@ test('entry() follows symlinks that stay inside the jail', async (t) => {
   await symlink('../alice/a.txt', join(home, 'upAndBack'));
   await symlink(join(home, 'docs', 'd.txt'), join(home, 'absInside'));
   await symlink('toA', join(home, 'chain'));
-  const toA = await jail.existing('/toA');
+  const toA = await existing(jail, '/toA');
   t.is(toA.realPath, join(home, 'a.txt'));
-  t.is(toA.fsPath, join(home, 'toA'));
-  t.true(toA.lstats.isSymbolicLink());
-  t.is((await jail.existing('/upAndBack')).realPath, join(home, 'a.txt'));
-  t.is((await jail.existing('/absInside')).realPath, join(home, 'docs', 'd.txt'));
-  t.is((await jail.existing('/chain')).realPath, join(home, 'a.txt'));
-  // A path through a linked directory: fsPath uses the real parent.
-  const viaDir = await jail.existing('/toDocs/d.txt');
-  t.is(viaDir.fsPath, join(home, 'docs', 'd.txt'));
+  t.is(toA.clientPath, '/a.txt', 'the link is followed to its target');
+  t.true(toA.lstats.isFile());
+  t.is((await existing(jail, '/upAndBack')).realPath, join(home, 'a.txt'));
+  t.is((await existing(jail, '/absInside')).realPath, join(home, 'docs', 'd.txt'));
+  t.is((await existing(jail, '/chain')).realPath, join(home, 'a.txt'));
+  // A path through a linked directory resolves in the real directory.
+  const viaDir = await existing(jail, '/toDocs/d.txt');
+  t.is(viaDir.clientPath, '/docs/d.txt');
   t.is(viaDir.realPath, join(home, 'docs', 'd.txt'));
-  const newInLinkedDir = await jail.entry('/toDocs/new.txt');
-  t.is(newInLinkedDir.fsPath, join(home, 'docs', 'new.txt'));
+  const newInLinkedDir = await entry(jail, '/toDocs/new.txt');
+  t.is(newInLinkedDir.clientPath, '/docs/new.txt');
+  t.is(newInLinkedDir.lstats, undefined);
 });
 
 test('defect 1: entry() refuses symlinks leading outside (file, directory, dangling, loop, other home)', async (t) => {
@@ -204,7 +222,7 @@ test('defect 1: entry() refuses symlinks leading outside (file, directory, dangl
   await symlink('fileOut', join(home, 'chainOut'));
   const denied = ['/fileOut', '/dirOut', '/dirOut/o.txt', '/dirOut/new.txt', '/dangling', '/danglingDeep', '/loopA', '/bob', '/bob/x', '/up', '/up/outside/o.txt', '/fsRoot', '/fsRoot/etc/passwd', '/chainOut'];
   for (const p of denied) {
-    const err = await throwsFs(t, () => jail.entry(p), 550, home);
+    const err = await throwsFs(t, () => entry(jail, p), 550, home);
     t.false(err.message.includes(outside), `${p}: ${err.message}`);
     t.true(err.message.startsWith(p), `${p}: the message should name the client path: ${err.message}`);
   }
@@ -216,40 +234,34 @@ test('defect 1: separator-boundary containment: links into /x/alice2 are refused
   await symlink('../alice2/s.txt', join(home, 'sibFile'));
   await symlink(join(sibling, 'new.txt'), join(home, 'sibNew'));
   for (const p of ['/sib', '/sib/s.txt', '/sib/new.txt', '/sibFile', '/sibNew']) {
-    await throwsFs(t, () => jail.entry(p), 550, home);
+    await throwsFs(t, () => entry(jail, p), 550, home);
   }
   // Lexically, `..` never gets there either.
   t.is(jail.clientPath('/', '../alice2/s.txt'), '/alice2/s.txt');
-  await throwsFs(t, () => jail.existing(jail.clientPath('/', '../alice2/s.txt')), 550, home);
+  await throwsFs(t, () => existing(jail, jail.clientPath('/', '../alice2/s.txt')), 550, home);
   // And a jail for alice2 accepts its own files but not alice's.
   const jail2 = await PathJail.open(sibling);
-  t.is((await jail2.existing('/s.txt')).realPath, join(sibling, 's.txt'));
+  t.is((await existing(jail2, '/s.txt')).realPath, join(sibling, 's.txt'));
   await symlink(join(home, 'a.txt'), join(sibling, 'toAlice'));
-  await throwsFs(t, () => jail2.entry('/toAlice'), 550, sibling);
+  await throwsFs(t, () => entry(jail2, '/toAlice'), 550, sibling);
 });
 
-test('lexicalPath maps client paths below the root', async (t) => {
-  const { jail, home } = await world(t);
-  t.is(jail.lexicalPath('/docs/d.txt'), join(home, 'docs', 'd.txt'));
-  t.is(jail.lexicalPath('/'), home);
-});
-
-test('child(): plain entries in one lstat, links inside allowed, links outside / dangling / to the sibling home refused, missing is undefined', async (t) => {
+test('entries: plain entries, links inside allowed, links outside / to the sibling home refused, dangling inside and missing are undefined', async (t) => {
   const { home, sibling, outside, jail } = await world(t);
   await symlink(join(home, 'docs'), join(home, 'inside-link'));
   await symlink(outside, join(home, 'out-dir'));
   await symlink(join(sibling, 's.txt'), join(home, 'to-sibling'));
   await symlink(join(home, 'nowhere'), join(home, 'dangling'));
-  const dir = await jail.existing('/');
-  const plain = await jail.child(dir.realPath, '/a.txt', 'a.txt');
+  const plain = await entry(jail, '/a.txt');
   t.is(plain.realPath, join(home, 'a.txt'));
   t.true(plain.lstats?.isFile());
-  const link = await jail.child(dir.realPath, '/inside-link', 'inside-link');
+  const link = await entry(jail, '/inside-link');
   t.is(link.realPath, join(home, 'docs'));
-  for (const name of ['out-dir', 'to-sibling', 'dangling']) {
-    await throwsFs(t, () => jail.child(dir.realPath, `/${name}`, name), 550, outside);
+  for (const name of ['out-dir', 'to-sibling']) {
+    await throwsFs(t, () => entry(jail, `/${name}`), 550, outside);
   }
-  const missing = await jail.child(dir.realPath, '/gone', 'gone');
+  t.is((await entry(jail, '/dangling')).lstats, undefined, 'a dangling link inside the jail leads nowhere');
+  const missing = await entry(jail, '/gone');
   t.is(missing.lstats, undefined);
   t.is(missing.realPath, undefined);
 });

@@ -184,16 +184,16 @@ test('APPE appends to an existing file and creates a missing one', async (t) => 
   t.deepEqual(await waitNoTemps(home), []);
 });
 
-test('APPE is atomic: mid-append the file is the old version; a reset append keeps it', async (t) => {
+test('APPE appends in place: mid-append the old content stays the prefix; a reset append restores it exactly', async (t) => {
   const { srv, home, raw } = await setup(t);
   await writeFile(join(home, 'log.txt'), 'old content\n');
   const { data } = await startDataCommand(raw, 'APPE log.txt');
   await writeData(data, randomBytes(200_000));
-  await waitFor('the append temporary', async () => ((await readdir(home)).some((n) => n.startsWith('.dfos-upload-')) ? true : undefined));
+  await waitFor('the append journal', async () => ((await readdir(home)).some((n) => n.startsWith('.dfos-upload-')) ? true : undefined));
   const reader = await rawLogin(srv.port, 'alice', 'alice-pw');
   t.teardown(() => reader.close());
   const { bytes } = await rawDownload(reader, 'RETR log.txt');
-  t.is(bytes.toString(), 'old content\n', 'another session reads the old version');
+  t.is(bytes.subarray(0, 12).toString(), 'old content\n', 'another session reads the old content as the prefix');
   data.resetAndDestroy();
   t.true((await raw.read(REPLY_MS)).code >= 400);
   t.deepEqual(await waitNoTemps(home), []);

@@ -42,7 +42,7 @@ export class DfosServer {
     await mkdir(config.storage, { recursive: true, mode: 0o750 });
     const storageRoot = await realpath(config.storage);
     const stale = await removeStaleTemps(storageRoot);
-    if (stale > 0) log.info('Removed stale upload temporaries', { count: stale });
+    if (stale.removed > 0) log.info('Removed stale upload temporaries', { count: stale.removed, appendsUndone: stale.undone });
     const audit = new AuditLog(auditLog);
     let server: DfosServer | undefined;
     const engine = new FtpEngine({

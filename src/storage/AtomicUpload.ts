@@ -1,9 +1,9 @@
-import { constants } from 'node:fs';
-import { copyFile, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { dirname, join } from 'node:path';
 import { FsError } from './FsError.js';
-import { newTempName } from './hiddenTemp.js';
+import { newJournalName, newTempName, type AppendJournal } from './hiddenTemp.js';
+import type { HeldDirectory } from './JailResolver.js';
 
 /** How an upload relates to the existing target. */
 export interface UploadMode {
@@ -13,12 +13,31 @@ export interface UploadMode {
   resumeAt?: number;
 }
 
+/** Opening an existing file to read or write: never follow a link, never block on a FIFO. */
+const EXISTING_FILE = constants.O_NOFOLLOW | constants.O_NONBLOCK;
+/** Bytes copied at a time when a resumed upload keeps the first part of a file. */
+const COPY_CHUNK = 1 << 20;
+/** Files (by device and inode) with an append in place running in this process. */
+const appending = new Set<string>();
+
+/** Where the bytes go and how the upload ends, for one of the three upload kinds. */
+interface UploadTarget {
+  handle: FileHandle;
+  /** Makes the upload durable and visible. */
+  commit(): Promise<void>;
+  /** Leaves the target exactly as it was before the upload. */
+  discard(): Promise<void>;
+}
+
 /**
- * A writable stream that uploads atomically: data goes to a hidden temporary file in the
- * target's directory, which is fsynced and renamed over the target only when the stream
- * finishes. Destroying the stream (error, abort, shutdown) removes the temporary and
- * leaves the target exactly as it was. 'finish' fires only after the rename, so a
- * success reply sent on 'finish' means the new content is visible.
+ * A writable stream that uploads atomically. New content goes to a hidden temporary in the
+ * target's directory, fsynced and renamed over the target only when the stream finishes;
+ * an append (APPE, or REST at the current end + STOR) writes in place after journalling the
+ * old size, so its cost is the appended bytes, not the file's size. Destroying the stream
+ * (error, abort, shutdown) removes the temporary or truncates the append back, leaving the
+ * target as it was. The directory is held by descriptor for the whole upload, so renaming
+ * or removing it meanwhile never leaves a temporary behind. 'finish' fires only after the
+ * commit, so a success reply sent on 'finish' means the new content is visible.
  */
 export class AtomicUpload extends Writable {
   private position: number;
@@ -26,15 +45,14 @@ export class AtomicUpload extends Writable {
   /** Bytes received from the client (not counting content kept from the old file). */
   bytesReceived = 0;
   /**
-   * Last check before the rename; a rejection discards the upload instead. The transfer
+   * Last check before the commit; a rejection discards the upload instead. The transfer
    * uses it to confirm the data connection really ended normally.
    */
   beforeCommit: (() => Promise<void>) | undefined;
 
   private constructor(
-    private readonly handle: FileHandle,
-    private readonly tempPath: string,
-    readonly targetPath: string,
+    private readonly target: UploadTarget,
+    private readonly dir: HeldDirectory,
     startPosition: number,
   ) {
     super({ highWaterMark: 1 << 20, decodeStrings: true });
@@ -42,30 +60,24 @@ export class AtomicUpload extends Writable {
   }
 
   /**
-   * Opens an upload to `targetPath` (a checked server path whose parent exists).
-   * `existingSize` is the target's current size, or undefined when it does not exist.
+   * Opens an upload to `name` in `dir` (the upload takes ownership of `dir` and closes it).
+   * `existing` is the lstat of the target (a regular file) or undefined when it does not
+   * exist.
    */
-  static async open(targetPath: string, existingSize: number | undefined, mode: UploadMode = {}): Promise<AtomicUpload> {
-    const tempPath = join(dirname(targetPath), newTempName());
-    const resumeAt = mode.resumeAt ?? 0;
-    if (resumeAt > 0 && (existingSize === undefined || resumeAt > existingSize)) {
-      throw new FsError(554, `Restart offset ${resumeAt} is beyond the end of the file (${existingSize ?? 0} bytes)`);
-    }
-    const keepOld = existingSize !== undefined && (mode.append || resumeAt > 0);
-    let handle: FileHandle | undefined;
+  static async open(dir: HeldDirectory, name: string, clientPath: string, existing: Stats | undefined, mode: UploadMode = {}): Promise<AtomicUpload> {
     try {
-      if (keepOld) {
-        await copyFile(targetPath, tempPath, constants.COPYFILE_FICLONE);
-        handle = await open(tempPath, 'r+');
-        const start = mode.append ? existingSize : resumeAt;
-        await handle.truncate(start);
-        return new AtomicUpload(handle, tempPath, targetPath, start);
+      const resumeAt = mode.resumeAt ?? 0;
+      if (resumeAt > 0 && (existing === undefined || resumeAt > existing.size)) {
+        throw new FsError(554, `Restart offset ${resumeAt} is beyond the end of the file (${existing?.size ?? 0} bytes)`);
       }
-      handle = await open(tempPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
-      return new AtomicUpload(handle, tempPath, targetPath, 0);
+      if (existing && (mode.append || (resumeAt > 0 && resumeAt === existing.size))) {
+        const target = await appendInPlace(dir, name, clientPath, existing);
+        return new AtomicUpload(target, dir, existing.size);
+      }
+      const target = await replaceViaTemp(dir, name, clientPath, existing && resumeAt > 0 ? resumeAt : 0);
+      return new AtomicUpload(target, dir, existing && resumeAt > 0 ? resumeAt : 0);
     } catch (err) {
-      await handle?.close().catch(() => undefined);
-      await rm(tempPath, { force: true });
+      await dir.close();
       throw err;
     }
   }
@@ -83,7 +95,7 @@ export class AtomicUpload extends Writable {
     for (const b of buffers) total += b.length;
     let written = 0;
     while (written < total) {
-      const { bytesWritten } = await this.handle.writev(sliceBuffers(buffers, written), this.position + written);
+      const { bytesWritten } = await this.target.handle.writev(sliceBuffers(buffers, written), this.position + written);
       written += bytesWritten;
     }
     this.position += total;
@@ -93,23 +105,132 @@ export class AtomicUpload extends Writable {
   override _final(callback: (error?: Error | null) => void): void {
     (async () => {
       await this.beforeCommit?.();
-      await this.handle.datasync();
-      await this.handle.close();
-      await rename(this.tempPath, this.targetPath);
+      await this.target.commit();
       this.committed = true;
+      await this.dir.close();
     })().then(() => callback(), callback);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (this.committed) return callback(error);
-    this.handle
-      .close()
+    this.target
+      .discard()
       .catch(() => undefined)
-      .then(() => rm(this.tempPath, { force: true }))
+      .then(() => this.dir.close())
       .then(
         () => callback(error),
         () => callback(error),
       );
+  }
+}
+
+/** New content: a hidden temporary renamed over the target at the end. */
+async function replaceViaTemp(dir: HeldDirectory, name: string, clientPath: string, keepBytes: number): Promise<UploadTarget> {
+  const temp = newTempName();
+  const handle = await open(dir.at(temp), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o640);
+  const discard = async () => {
+    await handle.close().catch(() => undefined);
+    await unlink(dir.at(temp)).catch(() => undefined); // gone already if the directory was removed
+  };
+  try {
+    if (keepBytes > 0) await copyHead(dir, name, clientPath, handle, keepBytes);
+  } catch (err) {
+    await discard();
+    throw err;
+  }
+  return {
+    handle,
+    async commit() {
+      await handle.datasync();
+      await handle.close();
+      await rename(dir.at(temp), dir.at(name));
+    },
+    discard,
+  };
+}
+
+/** REST n < size + STOR: copies the target's first `bytes` bytes into the temporary. */
+async function copyHead(dir: HeldDirectory, name: string, clientPath: string, into: FileHandle, bytes: number): Promise<void> {
+  const source = await open(dir.at(name), constants.O_RDONLY | EXISTING_FILE);
+  try {
+    if (!(await source.stat()).isFile()) throw new FsError(550, `${clientPath}: Not a regular file`);
+    const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK, bytes));
+    for (let done = 0; done < bytes; ) {
+      const { bytesRead } = await source.read(buffer, 0, Math.min(buffer.length, bytes - done), done);
+      if (bytesRead === 0) throw new FsError(554, 'The file shrank while resuming; start the upload again');
+      await into.write(buffer, 0, bytesRead, done);
+      done += bytesRead;
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+/**
+ * An append in place: the old size is journalled (and the journal made durable) before
+ * the first byte is written; an aborted append truncates back, and the startup sweep
+ * truncates back an append a crash interrupted. Readers may see the file grow meanwhile,
+ * as with any server that appends in place.
+ */
+async function appendInPlace(dir: HeldDirectory, name: string, clientPath: string, existing: Stats): Promise<UploadTarget> {
+  const handle = await open(dir.at(name), constants.O_WRONLY | EXISTING_FILE);
+  let key: string | undefined;
+  let journal: string | undefined;
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile() || stats.ino !== existing.ino) throw new FsError(550, `${clientPath}: Not a regular file`);
+    key = `${stats.dev}:${stats.ino}`;
+    if (appending.has(key)) {
+      key = undefined;
+      throw new FsError(450, `${clientPath}: Another upload is appending to this file; try again when it has finished`);
+    }
+    appending.add(key);
+    journal = newJournalName();
+    const record: AppendJournal = { target: name, size: stats.size, ino: stats.ino };
+    const j = await open(dir.at(journal), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      await j.writeFile(JSON.stringify(record));
+      await j.datasync();
+    } finally {
+      await j.close();
+    }
+    await syncDirectory(dir);
+  } catch (err) {
+    if (key) appending.delete(key);
+    if (journal) await unlink(dir.at(journal)).catch(() => undefined);
+    await handle.close().catch(() => undefined);
+    throw err;
+  }
+  const release = async () => {
+    appending.delete(key);
+    await unlink(dir.at(journal)).catch(() => undefined);
+  };
+  return {
+    handle,
+    async commit() {
+      await handle.datasync();
+      await handle.close();
+      await release();
+    },
+    async discard() {
+      try {
+        await handle.truncate(existing.size);
+        await handle.datasync();
+      } finally {
+        await handle.close().catch(() => undefined);
+        await release();
+      }
+    },
+  };
+}
+
+/** Makes a new directory entry (the journal) durable. */
+async function syncDirectory(dir: HeldDirectory): Promise<void> {
+  const handle = await open(dir.self(), constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

@@ -1,17 +1,27 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
  * Uploads are written to a hidden temporary file next to their target and renamed over
- * it only when complete. Names with this prefix are invisible to clients: never listed,
- * never readable, viewable, deletable or usable as a target.
+ * it only when complete; an append in place keeps an undo journal beside its file. Both
+ * carry this prefix.
  */
 export const TEMP_PREFIX = '.dfos-upload-';
 
-/** True when a path's last component is a DFOS upload temporary. */
-export function isTempName(name: string): boolean {
-  return name.startsWith(TEMP_PREFIX);
+/** Names of DFOS's own leftovers: a temporary (`.part`) or an append journal (`.undo`). */
+const GENERATED = /^\.dfos-upload-.*\.(part|undo)$/;
+
+/**
+ * The one rule for reserved names: a name whose NFKC form, case-folded, starts with
+ * TEMP_PREFIX (so `.DFOS-UPLOAD-x` and a full-width `．dfos-upload-x` count too). A
+ * reserved name is refused in every client path, never listed, and a directory holding
+ * only reserved entries is empty for RMD. Only names DFOS generated (GENERATED) are ever
+ * removed by the startup sweep.
+ */
+export function isReservedName(name: string): boolean {
+  return name.normalize('NFKC').toLowerCase().startsWith(TEMP_PREFIX);
 }
 
 /** A fresh unique temporary file name for an upload into some directory. */
@@ -19,13 +29,30 @@ export function newTempName(): string {
   return `${TEMP_PREFIX}${randomBytes(12).toString('hex')}.part`;
 }
 
+/** A fresh unique journal name for an append in place. */
+export function newJournalName(): string {
+  return `${TEMP_PREFIX}${randomBytes(12).toString('hex')}.undo`;
+}
+
+/** What an append journal records: the file appended to and its size before. */
+export interface AppendJournal {
+  /** Name of the file in the journal's directory. */
+  target: string;
+  /** Size before the append: the file is truncated back to it if the append did not finish. */
+  size: number;
+  /** Inode of the file, so a file replaced meanwhile is never truncated. */
+  ino: number;
+}
+
 /**
- * Removes stale upload temporaries (left by a crash or power loss) under `dir`,
- * recursively, without following symbolic links. Returns how many were removed.
- * Bounded by `maxEntries` visited so a huge tree cannot stall startup forever.
+ * Startup sweep after a crash or power loss, under `dir`, recursively, without following
+ * symbolic links: removes upload temporaries, and undoes unfinished appends (truncates the
+ * file back to its journalled size when it is still the same inode, then removes the
+ * journal). Bounded by `maxEntries` visited, so a huge tree cannot stall startup forever.
  */
-export async function removeStaleTemps(dir: string, maxEntries = 1_000_000): Promise<number> {
+export async function removeStaleTemps(dir: string, maxEntries = 1_000_000): Promise<{ removed: number; undone: number }> {
   let removed = 0;
+  let undone = 0;
   let visited = 0;
   const stack = [dir];
   while (stack.length > 0 && visited < maxEntries) {
@@ -39,7 +66,8 @@ export async function removeStaleTemps(dir: string, maxEntries = 1_000_000): Pro
     for (const entry of entries) {
       visited++;
       const full = join(current, entry.name);
-      if (isTempName(entry.name) && entry.isFile()) {
+      if (GENERATED.test(entry.name) && entry.isFile()) {
+        if (entry.name.endsWith('.undo') && (await undoAppend(current, full))) undone++;
         await rm(full, { force: true });
         removed++;
       } else if (entry.isDirectory()) {
@@ -47,5 +75,27 @@ export async function removeStaleTemps(dir: string, maxEntries = 1_000_000): Pro
       }
     }
   }
-  return removed;
+  return { removed, undone };
+}
+
+/** Truncates the file named in a journal back to its recorded size; true if it did. */
+async function undoAppend(dir: string, journalPath: string): Promise<boolean> {
+  let journal: AppendJournal;
+  try {
+    journal = JSON.parse(await readFile(journalPath, 'utf8')) as AppendJournal;
+  } catch {
+    return false; // torn journal: written before any byte was appended
+  }
+  if (typeof journal.target !== 'string' || journal.target.includes('/') || !Number.isSafeInteger(journal.size)) return false;
+  const file = await open(join(dir, journal.target), constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+  if (!file) return false;
+  try {
+    const stats = await file.stat();
+    if (!stats.isFile() || stats.ino !== journal.ino || stats.size <= journal.size) return false;
+    await file.truncate(journal.size);
+    await file.sync();
+    return true;
+  } finally {
+    await file.close();
+  }
 }

@@ -18,8 +18,8 @@ import { openEpsvData, RawFtp, type RawReply } from './rawFtp.js';
  */
 export const REPLY_MS = 20_000;
 
-/** Matches an upload temporary's file name (`.dfos-upload-*.part`). */
-export const TEMP_NAME = /^\.dfos-upload-.*\.part$/;
+/** Matches an upload temporary (`.dfos-upload-*.part`) or append journal (`.dfos-upload-*.undo`). */
+export const TEMP_NAME = /^\.dfos-upload-.*\.(part|undo)$/;
 
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');

@@ -1,0 +1,189 @@
+import { constants, type Stats } from 'node:fs';
+import { lstat, open, readlink, type FileHandle } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { FsError, toFsError } from './FsError.js';
+
+/** Linux's O_PATH: a handle that names a directory without opening it for reading. */
+export const O_PATH = 0o10000000;
+/** Flags for each directory of a walk: never follow a link, only accept a directory. */
+const DIR_FLAGS = O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+/** Links followed while resolving one path, as the kernel's own limit (ELOOP). */
+const MAX_LINK_HOPS = 40;
+
+/**
+ * A directory beneath the jail's root, held open by a file descriptor. Children are named
+ * through `/proc/self/fd/<fd>/<name>`: the kernel resolves that through the descriptor,
+ * so no rename, link swap or directory exchange above it can redirect the operation.
+ */
+export class HeldDirectory {
+  constructor(
+    readonly handle: FileHandle,
+    /** The directory's client path (after following in-jail links). */
+    readonly clientPath: string,
+  ) {}
+
+  /** A path to `name` inside this directory that cannot be redirected by changes above it. */
+  at(name: string): string {
+    return `/proc/self/fd/${this.handle.fd}/${name}`;
+  }
+
+  /** A path to the directory itself, through its descriptor. */
+  self(): string {
+    return `/proc/self/fd/${this.handle.fd}`;
+  }
+
+  /** Closes the descriptor (never throws). */
+  async close(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
+  }
+}
+
+/** A resolved path: its parent held open, the final name, and what the name is now. */
+export interface Located {
+  /** The parent directory (for the root: the root itself, with name '.'). */
+  dir: HeldDirectory;
+  name: string;
+  /** Client path after following in-jail links (for messages, use the caller's path). */
+  clientPath: string;
+  /** lstat of the final name (not following it), or undefined when it does not exist. */
+  lstats: Stats | undefined;
+}
+
+/**
+ * Resolves client paths beneath a root directory without a time-of-check/time-of-use gap.
+ * Every component is opened with O_NOFOLLOW relative to the descriptor of the directory
+ * before it (Node has no openat, so through `/proc/self/fd/N/name`), starting from the
+ * root's descriptor. A symbolic link is never followed by the kernel: DFOS reads it and,
+ * when links are allowed, resolves its target lexically against the real directories
+ * walked so far, refusing any target outside the root, then walks again. So a local
+ * process that swaps a directory for a link mid-operation gets the operation refused or
+ * applied inside the jail, never outside.
+ */
+export class JailResolver {
+  constructor(
+    /** Real (symlink-free) absolute path of the jail's root. */
+    readonly root: string,
+    /** Follow links whose target stays inside the root (refuse every link when false). */
+    readonly followLinks = true,
+  ) {}
+
+  /**
+   * Opens the directory at `path` (following in-jail links at every step). Errors name
+   * `clientPath` (the path the client asked for, when `path` is only its parent).
+   */
+  async openDirectory(path: string, clientPath = path): Promise<HeldDirectory> {
+    let pending = segments(path);
+    let done: string[] = [];
+    let hops = 0;
+    let handle = await this.openRoot(clientPath);
+    try {
+      while (pending.length > 0) {
+        const name = pending.shift()!;
+        const here = new HeldDirectory(handle, '');
+        let next: FileHandle;
+        try {
+          next = await open(here.at(name), DIR_FLAGS);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ENOTDIR' && code !== 'ELOOP') throw toFsError(err, clientPath);
+          const stats = await lstat(here.at(name)).catch((e: unknown) => {
+            throw toFsError(e, clientPath);
+          });
+          if (!stats.isSymbolicLink()) throw new FsError(550, `${clientPath}: Not a directory`);
+          if (++hops > MAX_LINK_HOPS) throw denied(clientPath);
+          const target = await readlink(here.at(name)).catch(() => {
+            throw denied(clientPath);
+          });
+          pending = [...this.linkTarget(done, target, clientPath), ...pending];
+          done = [];
+          await handle.close();
+          handle = await this.openRoot(clientPath);
+          continue;
+        }
+        await handle.close();
+        handle = next;
+        done.push(name);
+      }
+      return new HeldDirectory(handle, `/${done.join('/')}`);
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Opens the parent of `clientPath` and lstats its final name. With `followFinal`, a
+   * final link inside the jail is followed (a link leading out is refused); without it,
+   * the link itself is the result. The caller closes `dir`.
+   */
+  async locate(clientPath: string, { followFinal }: { followFinal: boolean }): Promise<Located> {
+    let path = clientPath;
+    for (let hops = 0; ; hops++) {
+      if (path === '/') {
+        const dir = await this.openDirectory('/', clientPath);
+        return { dir, name: '.', clientPath: '/', lstats: await dir.handle.stat() };
+      }
+      const dir = await this.openDirectory(posix.dirname(path), clientPath);
+      const name = posix.basename(path);
+      try {
+        let stats: Stats | undefined;
+        try {
+          stats = await lstat(dir.at(name));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toFsError(err, clientPath);
+        }
+        const resolved = posix.join(dir.clientPath, name);
+        if (!stats?.isSymbolicLink() || !followFinal) return { dir, name, clientPath: resolved, lstats: stats };
+        if (!this.followLinks || hops >= MAX_LINK_HOPS) throw denied(clientPath);
+        const target = await readlink(dir.at(name)).catch(() => {
+          throw denied(clientPath);
+        });
+        path = `/${this.linkTarget(segments(dir.clientPath), target, clientPath).join('/')}`;
+      } catch (err) {
+        await dir.close();
+        throw err;
+      }
+      await dir.close();
+    }
+  }
+
+  /** Checks that a link found at `located` leads inside the jail (refuses it otherwise). */
+  async assertLinkInside(located: Located, clientPath: string): Promise<void> {
+    if (!located.lstats?.isSymbolicLink()) return;
+    const followed = await this.locate(located.clientPath, { followFinal: true }).catch((err: unknown) => {
+      throw err instanceof FsError && err.code === 550 ? denied(clientPath) : err;
+    });
+    await followed.dir.close();
+  }
+
+  /**
+   * Where a link in the directory `base` (real segments below the root) leads, as segments
+   * below the root; refuses targets outside. Resolved lexically: every directory walked
+   * is real, so `..` is its real parent, and the root's own path is symlink-free.
+   */
+  private linkTarget(base: string[], target: string, clientPath: string): string[] {
+    const absolute = target.startsWith('/') ? posix.normalize(target) : posix.join(this.root, ...base, target);
+    if (absolute === this.root) return [];
+    const prefix = this.root.endsWith('/') ? this.root : `${this.root}/`;
+    if (!this.followLinks || !absolute.startsWith(prefix)) throw denied(clientPath);
+    return segments(absolute.slice(prefix.length - 1));
+  }
+
+  private async openRoot(clientPath: string): Promise<FileHandle> {
+    try {
+      return await open(this.root, DIR_FLAGS);
+    } catch (err) {
+      throw new FsError(550, `${clientPath}: Home folder unavailable (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+}
+
+/** The non-empty components of an absolute client path. */
+function segments(path: string): string[] {
+  return path.split('/').filter((s) => s !== '' && s !== '.');
+}
+
+/** The refusal for anything that leads outside the jail (same text whatever is outside). */
+export function denied(clientPath: string): FsError {
+  return new FsError(550, `${clientPath}: Permission denied`);
+}
