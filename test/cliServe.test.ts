@@ -12,11 +12,11 @@ import {
   dfosLog,
   freePort,
   makeServerDirs,
+  nonEmptyLines,
   pollUntil,
   probeGreeting,
   sink,
   spawnServer,
-  stripAnsi,
   type ServerProcess,
 } from './helpers/serverProcess.js';
 
@@ -49,13 +49,6 @@ async function roundTrip(host: string, port: number, name: string, body: string)
 async function stopAndExpectZero(t: { deepEqual(a: unknown, b: unknown, m?: string): void }, proc: ServerProcess): Promise<void> {
   proc.child.kill('SIGTERM');
   t.deepEqual(await proc.waitExit(30_000), { code: 0, signal: null }, proc.stderr());
-}
-
-function nonEmptyLines(text: string): string[] {
-  return stripAnsi(text)
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '');
 }
 
 test('serve reads every setting from DFOS_* environment variables', async (t) => {

@@ -1,8 +1,10 @@
-import { mkdir, realpath } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerConfig } from '../config/serverConfig.js';
 import { FtpEngine } from '../adapter/ftp-srv/FtpEngine.js';
+import { LoginUnavailableError } from '../adapter/ftp-srv/LoginUnavailableError.js';
 import type { Session } from '../adapter/ftp-srv/Session.js';
 import { AuditLog } from '../logging/AuditLog.js';
 import { createLoggers, type Loggers } from '../logging/createLogger.js';
@@ -10,6 +12,7 @@ import { removeStaleTemps } from '../storage/hiddenTemp.js';
 import { JailedFileSystem } from '../storage/JailedFileSystem.js';
 import { PathJail } from '../storage/pathJail.js';
 import { UserStore, type ReloadResult } from '../users/UserStore.js';
+import { prepareStorageRoot } from './storageRoot.js';
 
 /** How long aborted transfers get to send their final reply before sockets are cut. */
 const ABORT_SETTLE_MS = 2000;
@@ -39,8 +42,7 @@ export class DfosServer {
   static async start(config: ServerConfig, loggers: Loggers = createLoggers({ logDir: config.logDir, level: config.logLevel, console: config.console })): Promise<DfosServer> {
     const { log, auditLog } = loggers;
     const users = await UserStore.load(resolve(config.users));
-    await mkdir(config.storage, { recursive: true, mode: 0o750 });
-    const storageRoot = await realpath(config.storage);
+    const storageRoot = await prepareStorageRoot(config.storage);
     const stale = await removeStaleTemps(storageRoot);
     if (stale.removed > 0) log.info('Removed stale upload temporaries', { count: stale.removed, appendsUndone: stale.undone });
     const audit = new AuditLog(auditLog);
@@ -149,11 +151,40 @@ export class DfosServer {
       session.context.audit.record({ session: session.id, user: username.slice(0, 64), client: session.client, action: 'login', result: 'failed', code: 530, reason: result.reason });
       throw new Error('Login incorrect');
     }
-    const jail = await PathJail.open(join(this.storageRoot, result.user.name));
+    const jail = await this.openHome(session, result.user.name, started);
     session.user = result.user.name;
     session.readOnly = result.user.readOnly;
     session.audit({ action: 'login', result: 'ok', code: 230, durationMs: Date.now() - started });
     return new JailedFileSystem(jail, { readOnly: result.user.readOnly });
+  }
+
+  /**
+   * Opens a user's home folder (creating it at first login) and checks the server can
+   * list it. When it cannot (the path is a file, a parent is not a directory, permissions),
+   * the operator gets an error line naming the path and errno, the audit trail a failed
+   * login, and the client 421 "home folder unavailable" (never the path): a server-side
+   * problem must not look like a wrong password.
+   */
+  private async openHome(session: Session, user: string, started: number): Promise<PathJail> {
+    const home = join(this.storageRoot, user);
+    try {
+      const jail = await PathJail.open(home);
+      await access(jail.root, constants.R_OK | constants.X_OK);
+      return jail;
+    } catch (err) {
+      const errno = (err as NodeJS.ErrnoException).code ?? 'unknown';
+      const reason = `home folder unavailable (${errno})`;
+      this.loggers.log.error('Home folder unavailable: login refused with 421; make it a directory the server can read and write', {
+        session: session.id,
+        client: session.client,
+        user,
+        path: home,
+        errno,
+        err: (err as Error).message,
+      });
+      session.context.audit.record({ session: session.id, user, client: session.client, action: 'login', result: 'failed', code: 421, reason, durationMs: Date.now() - started });
+      throw new LoginUnavailableError('Home folder unavailable; try again later or tell the administrator');
+    }
   }
 
   private logReload(result: ReloadResult, why: string): void {

@@ -1,10 +1,9 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { watch as fsWatch, watchFile, unwatchFile, type FSWatcher, type Stats } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import path from 'node:path';
 import { DEFAULT_SCRYPT_COST, verifyPassword } from './passwordHash.js';
-import { parseUsersText, readUsersFile, UsersFileError, type UserEntry } from './usersFile.js';
+import { missingUsersFile, parseUsersText, readUsersFile, readUsersText, UsersFileError, type UserEntry } from './usersFile.js';
 
 /** A user as the server sees it (never the password hash). */
 export interface UserRecord {
@@ -185,20 +184,23 @@ export class UserStore {
     return next.then((r) => r ?? { ok: true, count: this.#users.size });
   }
 
-  /** Reloads; when `onlyIfChanged`, returns null without doing anything if the text is as last seen. */
+  /**
+   * Reloads; when `onlyIfChanged`, returns null without doing anything if the text is as
+   * last seen. Reads through readUsersText, as startup does, so the same size limit and
+   * checks apply to SIGHUP and the watcher.
+   */
   async #reloadNow(onlyIfChanged: boolean): Promise<ReloadResult | null> {
-    let text: string;
+    let text: string | null;
     try {
-      text = await readFile(this.#file, 'utf8');
-    } catch (err) {
+      text = await readUsersText(this.#file);
+    } catch (e) {
+      if (e instanceof UsersFileError) return { ok: false, error: e };
+      throw e;
+    }
+    if (text === null) {
       // Mid-replacement (or deleted) while watching: keep the current users; a later event will tell.
-      if (onlyIfChanged && (err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      try {
-        text = (await readUsersFile(this.#file)).text; // throws the operator-facing error
-      } catch (e) {
-        if (e instanceof UsersFileError) return { ok: false, error: e };
-        throw e;
-      }
+      if (onlyIfChanged) return null;
+      return { ok: false, error: missingUsersFile(this.#file) };
     }
     const d = digest(text);
     if (onlyIfChanged && d === this.#lastText) return null;

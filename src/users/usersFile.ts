@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import lockfile from 'proper-lockfile';
@@ -67,6 +68,7 @@ export function userNameProblem(name: string): string | null {
   return null;
 }
 
+/** Largest users file accepted (startup, reloads and `dfos users` alike). */
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
 
 /** Quotes a path for the shell commands suggested in messages, only when needed. */
@@ -314,29 +316,70 @@ function ioReason(err: unknown): string {
   return e?.code ? `${e.code}: ${e.message}` : String(err);
 }
 
-/** Reads the file's text, or null when it does not exist. Throws UsersFileError otherwise. */
-async function readText(file: string): Promise<string | null> {
+/**
+ * Reads the users file's text, or null when it does not exist; throws UsersFileError
+ * otherwise. The one read path for startup, reloads (SIGHUP and the watcher) and
+ * `dfos users`, so every one enforces the same limits: the size is checked with fstat on
+ * the opened handle (the file checked is the file read), and never more than the limit
+ * plus one byte is read, so a file that grows after the check is refused too.
+ */
+export async function readUsersText(file: string): Promise<string | null> {
+  let handle: FileHandle;
   try {
-    const st = await stat(file);
+    // O_NONBLOCK: a FIFO put in the file's place must not hang the open.
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw unreadable(file, err);
+  }
+  try {
+    const st = await handle.stat();
     if (st.isDirectory()) {
       throw new UsersFileError(`${file} is a directory; point --users at a JSON file`, 'unreadable', file);
     }
-    if (st.size > MAX_FILE_BYTES) {
-      throw new UsersFileError(`${file}: the file is larger than 16 MiB; this is not a users file`, 'unreadable', file);
+    if (!st.isFile()) throw new UsersFileError(`${file} is not a regular file; point --users at a JSON file`, 'unreadable', file);
+    if (st.size > MAX_FILE_BYTES) throw tooLarge(file);
+    const limit = MAX_FILE_BYTES + 1; // one byte past the limit tells a file that grew
+    let buffer = Buffer.alloc(Math.min(st.size + 1, limit));
+    let length = 0;
+    for (;;) {
+      if (length === buffer.length) {
+        if (length >= limit) throw tooLarge(file);
+        const bigger = Buffer.alloc(Math.min(buffer.length * 2, limit));
+        buffer.copy(bigger, 0, 0, length);
+        buffer = bigger;
+      }
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
     }
-    return await readFile(file, 'utf8');
+    return buffer.toString('utf8', 0, length);
   } catch (err) {
     if (err instanceof UsersFileError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new UsersFileError(
-      `${file}: cannot read it (${ioReason(err)}); check its permissions and the user DFOS runs as`,
-      'unreadable',
-      file,
-    );
+    throw unreadable(file, err);
+  } finally {
+    await handle.close().catch(() => undefined);
   }
 }
 
-function missing(file: string): UsersFileError {
+function tooLarge(file: string): UsersFileError {
+  return new UsersFileError(
+    `${file}: the file is larger than the 16 MiB limit for a users file; point --users at the right file or remove what does not belong in it`,
+    'unreadable',
+    file,
+  );
+}
+
+function unreadable(file: string, err: unknown): UsersFileError {
+  return new UsersFileError(
+    `${file}: cannot read it (${ioReason(err)}); check its permissions and the user DFOS runs as`,
+    'unreadable',
+    file,
+  );
+}
+
+/** The error for a users file that does not exist, with the command that creates it. */
+export function missingUsersFile(file: string): UsersFileError {
   return new UsersFileError(
     `${file} does not exist; create it with: dfos users add NAME --users ${shellQuote(file)}`,
     'missing',
@@ -346,8 +389,8 @@ function missing(file: string): UsersFileError {
 
 /** Reads and validates a users file. Throws {@link UsersFileError}. */
 export async function readUsersFile(file: string): Promise<UsersFileContents> {
-  const text = await readText(file);
-  if (text === null) throw missing(file);
+  const text = await readUsersText(file);
+  if (text === null) throw missingUsersFile(file);
   return { users: parseUsersText(text, file), text };
 }
 
@@ -456,10 +499,10 @@ async function lockUsersFile(file: string): Promise<() => Promise<void>> {
 }
 
 async function updateLocked<T>(file: string, update: (doc: RawUsersDocument) => T, options: { create?: boolean }): Promise<T> {
-  const text = await readText(file);
+  const text = await readUsersText(file);
   let doc: RawUsersDocument;
   if (text === null || text.trim() === '') {
-    if (text === null && !options.create) throw missing(file);
+    if (text === null && !options.create) throw missingUsersFile(file);
     doc = { users: {} };
   } else {
     const parsed = parseJson(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, file);
@@ -496,7 +539,7 @@ function noSuchUser(name: string, file: string): UsersFileError {
 
 /** Whether a user exists in the file (by exact name), without validating anything else. */
 export async function userExists(file: string, name: string): Promise<boolean> {
-  const text = await readText(file);
+  const text = await readUsersText(file);
   if (text === null || text.trim() === '') return false;
   const users = rawUsers(parseJson(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, file), file);
   return Object.hasOwn(users, name);

@@ -103,6 +103,14 @@ export function stripAnsi(text: string): string {
   return text.replace(ANSI, '');
 }
 
+/** The non-empty lines of a process's output, trimmed, without colour codes. */
+export function nonEmptyLines(text: string): string[] {
+  return stripAnsi(text)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
 /**
  * Spawns `node dist/dfos.cjs serve` on 127.0.0.1 port 0 with temporary storage, users and
  * logs, and waits (bounded) until it logs "DFOS listening ... port=N".

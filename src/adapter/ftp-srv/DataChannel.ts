@@ -1,14 +1,17 @@
 import { randomInt } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FtpConnection, FtpConnector } from './internals.js';
-import { normaliseAddress } from './Session.js';
+import { normaliseAddress, sessionOf } from './Session.js';
 
 /** Where passive listeners go and how long data connections may wait or stall. */
 export interface DataChannelOptions {
   /** Address passive listeners bind to (the control listener's host). */
   bindHost: string;
   ports: PassivePortAllocator;
-  /** How long the client may take to open the announced data connection. */
+  /**
+   * How long the client may take to open the announced data connection, and how long a
+   * passive listener (or the connection it accepted) waits for a transfer command.
+   */
   connectTimeoutMs: number;
   /** A data connection with no bytes either way for this long is cut (0 = never). */
   stallTimeoutMs: number;
@@ -63,9 +66,12 @@ function listenOn(server: Server, port: number, host: string): Promise<number> {
  * One session's data connection, replacing ftp-srv's connectors. Event-driven (ftp-srv
  * polled every 50 ms and answered 425 after 5 s), and leak-free: a passive listener is
  * closed as soon as its one connection arrives, when PASV/EPSV/PORT is repeated, when a
- * transfer ends or fails, and when the session ends. Connections from an address other
- * than the control connection's are refused; active connections go only to the client's
- * own address on an unprivileged port (checked by the PORT/EPRT handlers).
+ * transfer ends or fails, when the session ends, and when no transfer command comes
+ * within connectTimeoutMs of PASV/EPSV (so idle sessions cannot hold the passive range:
+ * the listener, or the connection it accepted, is closed and the next transfer command
+ * gets 425). Connections from an address other than the control connection's are
+ * refused; active connections go only to the client's own address on an unprivileged
+ * port (checked by the PORT/EPRT handlers).
  */
 export class DataChannel implements FtpConnector {
   type: 'passive' | 'active' | false = false;
@@ -73,6 +79,8 @@ export class DataChannel implements FtpConnector {
   dataServer: Server | null = null;
   private active: { host: string; port: number; family: 4 | 6 } | undefined;
   private waiters: { resolve: (s: Socket) => void; reject: (e: Error) => void }[] = [];
+  private unusedTimer: NodeJS.Timeout | undefined;
+  #timedOut = false;
 
   constructor(
     private readonly connection: FtpConnection,
@@ -92,7 +100,16 @@ export class DataChannel implements FtpConnector {
     const port = await this.options.ports.listen(server, this.options.bindHost);
     this.dataServer = server;
     this.type = 'passive';
+    this.armUnusedTimer();
     return port;
+  }
+
+  /**
+   * True when the last passive listener was closed because no transfer command came in
+   * time; cleared by the next end() (PASV/EPSV/PORT/EPRT or the end of a transfer).
+   */
+  get timedOut(): boolean {
+    return this.#timedOut;
   }
 
   /** PORT/EPRT: the next transfer connects to this address. */
@@ -104,6 +121,7 @@ export class DataChannel implements FtpConnector {
 
   /** Resolves with the data connection, connecting (active) or waiting for it (passive). */
   waitForConnection(): Promise<Socket> {
+    this.clearUnusedTimer(); // a transfer command claims the channel
     if (this.dataSocket) return Promise.resolve(this.dataSocket);
     if (this.type === 'active' && this.active) return this.connectActive(this.active);
     if (this.type !== 'passive' || !this.dataServer) return Promise.reject(new Error('no data connection was set up'));
@@ -127,6 +145,8 @@ export class DataChannel implements FtpConnector {
 
   /** Closes the data connection and any listener; the channel is unset afterwards. */
   end(): void {
+    this.clearUnusedTimer();
+    this.#timedOut = false;
     const socket = this.dataSocket;
     if (socket && !socket.destroyed) {
       if (socket.writable) {
@@ -142,6 +162,27 @@ export class DataChannel implements FtpConnector {
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.reject(new Error('data connection closed'));
+  }
+
+  /**
+   * Closes the passive listener (and any connection it accepted) unless a transfer command
+   * claims it within connectTimeoutMs. While a transfer command runs (it may be reading a
+   * directory before it waits for the connection) the check is repeated later instead.
+   */
+  private armUnusedTimer(): void {
+    this.clearUnusedTimer();
+    this.unusedTimer = setTimeout(() => {
+      this.unusedTimer = undefined;
+      if (sessionOf(this.connection)?.busy) return this.armUnusedTimer();
+      this.end();
+      this.#timedOut = true;
+    }, this.options.connectTimeoutMs);
+    this.unusedTimer.unref();
+  }
+
+  private clearUnusedTimer(): void {
+    clearTimeout(this.unusedTimer);
+    this.unusedTimer = undefined;
   }
 
   private accept(server: Server, socket: Socket): void {

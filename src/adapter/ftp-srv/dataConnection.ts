@@ -1,15 +1,22 @@
 import type { Socket } from 'node:net';
 import { FsError } from '../../storage/FsError.js';
+import { DataChannel } from './DataChannel.js';
 import type { FtpConnection } from './internals.js';
 
 /**
  * Announces a transfer with 150 `announcement`, then waits for the data connection that
  * PASV/EPSV/PORT/EPRT set up. Without any of those there is nothing to wait for: the
  * command gets one 425 and no 150 (as vsftpd and ProFTPD answer). A data connection that
- * does not come in time also gets 425.
+ * does not come in time also gets 425, and so does a command after the passive listener
+ * was closed for want of a transfer command (once: the command's end() clears that).
  */
 export async function openDataConnection(connection: FtpConnection, announcement: string): Promise<Socket> {
-  if (!connection.connector?.type) throw new FsError(425, 'Use PASV or EPSV (or PORT) before this command');
+  if (!connection.connector?.type) {
+    if (connection.connector instanceof DataChannel && connection.connector.timedOut) {
+      throw new FsError(425, 'The passive data port was closed: no transfer command came in time; send PASV or EPSV again');
+    }
+    throw new FsError(425, 'Use PASV or EPSV (or PORT) before this command');
+  }
   await connection.reply(150, announcement);
   try {
     return await connection.connector.waitForConnection();
