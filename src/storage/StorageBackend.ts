@@ -1,0 +1,146 @@
+import type { Readable, Writable } from 'node:stream';
+import type { Socket } from 'node:net';
+
+/**
+ * The storage interface every backend implements (one file per backend: LocalBackend for
+ * a disk folder, S3Backend for an S3 bucket). It knows nothing about FTP: paths are
+ * normalised absolute client paths below one user's home (`/`, `/docs/a.txt`; the core
+ * has already refused `..`, control characters and reserved names), and failures are
+ * StorageErrors with a kind, never reply codes.
+ */
+
+/** What an entry is. */
+export type EntryType = 'file' | 'directory';
+
+/** One file or directory as a backend reports it. */
+export interface StorageEntry {
+  /** The entry's name in its directory ('/' for the home itself). */
+  name: string;
+  type: EntryType;
+  /** Bytes (0 for directories). */
+  size: number;
+  /** Last modification. */
+  mtime: Date;
+  /** Permission bits (0o000–0o777), where the backend has them. */
+  mode?: number;
+}
+
+/** Why a storage operation failed. */
+export type StorageErrorKind =
+  | 'not-found'
+  | 'denied'
+  | 'exists'
+  | 'not-a-directory'
+  | 'is-a-directory'
+  | 'not-a-file'
+  | 'not-empty'
+  | 'invalid-name'
+  | 'no-space'
+  | 'busy'
+  | 'bad-offset'
+  | 'unsupported'
+  | 'unavailable'
+  | 'io';
+
+/**
+ * A storage failure safe to show to a client: `message` names only client paths (never a
+ * server path, bucket key or endpoint). `cause` keeps the original error for the log.
+ */
+export class StorageError extends Error {
+  constructor(
+    readonly kind: StorageErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'StorageError';
+  }
+}
+
+/** What a backend can do, so the protocol layer advertises and answers truthfully. */
+export interface StorageCapabilities {
+  /** An upload replaces its target only when complete (readers never see a partial file). */
+  atomicReplace: boolean;
+  /** REST n + STOR (keep the first n bytes, write the rest). */
+  resume: boolean;
+  /** APPE (add to the end of an existing file). */
+  append: boolean;
+  /** Permission bits (SITE CHMOD, mode in listings). */
+  chmod: boolean;
+  /** Renaming a directory (with everything in it). */
+  renameDirectory: boolean;
+}
+
+/** An open file to read from a byte offset. */
+export interface ReadHandle {
+  /** Bytes that will be read (from the offset to the end, or up to the requested length). */
+  readonly size: number;
+  /** The bytes as a stream (consumed at most once). */
+  stream(): Readable;
+  /**
+   * A faster way to send the bytes to a socket, where the backend has one (local disk
+   * reuses two buffers with overlapped reads); otherwise use stream().
+   */
+  sendTo?(socket: Socket): Promise<void>;
+  /** Releases the handle (idempotent; also after a failure). */
+  close(): Promise<void>;
+}
+
+/** An upload in progress: write into `stream`, then commit() or abort(). */
+export interface WriteSink {
+  /** Where the bytes go; finishing the stream does not publish them. */
+  readonly stream: Writable;
+  /** Bytes written so far (not counting content kept from the old file). */
+  readonly bytesWritten: number;
+  /** Publishes the upload (durably) after the stream has finished. */
+  commit(): Promise<void>;
+  /** Discards the upload: the target stays exactly as it was. Idempotent. */
+  abort(): Promise<void>;
+}
+
+/** How an upload relates to the existing target. */
+export interface WriteMode {
+  /** Add to the end of the existing file (or create it). */
+  append?: boolean;
+  /** Keep the first `resumeAt` bytes of the existing file, write the rest. */
+  resumeAt?: number;
+}
+
+/** One user's view of the storage: their home is `/`. */
+export interface UserStorage {
+  /** The entry at `path` (following links that stay inside, where the backend has links). */
+  stat(path: string): Promise<StorageEntry>;
+  /** Entries of the directory at `path`, complete (backends page internally). */
+  list(path: string): Promise<StorageEntry[]>;
+  /** Opens a regular file for reading from `offset`, at most `length` bytes. */
+  openRead(path: string, options?: { offset?: number; length?: number }): Promise<ReadHandle>;
+  /** Starts an upload to `path`. */
+  openWrite(path: string, mode?: WriteMode): Promise<WriteSink>;
+  /** Creates one directory (the parent must exist). */
+  mkdir(path: string): Promise<void>;
+  /** Removes an empty directory. */
+  rmdir(path: string): Promise<void>;
+  /** Deletes a file. */
+  delete(path: string): Promise<void>;
+  /** Renames a file (or a directory, when capabilities.renameDirectory); replaces a target file. */
+  rename(from: string, to: string): Promise<void>;
+  /** Sets permission bits (when capabilities.chmod). */
+  chmod(path: string, mode: number): Promise<void>;
+}
+
+/** A storage backend: one per server. */
+export interface StorageBackend {
+  readonly capabilities: StorageCapabilities;
+  /** A short description for the startup log line (no secrets). */
+  readonly description: string;
+  /**
+   * Checks the backend is usable and cleans up what a crash left (temporaries, unfinished
+   * multipart uploads). Throws an Error whose message is one line naming the problem and
+   * the fix.
+   */
+  start(): Promise<void>;
+  /** The storage of one user, whose home is created if missing. */
+  openHome(user: string): Promise<UserStorage>;
+  /** Stops background work and releases connections. */
+  close(): Promise<void>;
+}
