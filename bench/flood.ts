@@ -8,6 +8,8 @@
  * it started (by PID). Loopback only; every loop is bounded.
  *
  * Run: `npx tsc -p tsconfig.json && npx tsx bench/flood.ts [conns=800] [count=100000] [seconds=60]`
+ * (FLOOD_NODE_OPTIONS is passed to the server as NODE_OPTIONS, e.g. `--max-semi-space-size=1`
+ * to see how much of the RSS growth is only V8 young-generation sizing).
  */
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -52,7 +54,7 @@ async function probe(port: number): Promise<string> {
 async function main(): Promise<void> {
   await checkFileLimit();
   // The server needs a descriptor per connection too: it inherits this process's limit.
-  const server = await spawnServer({ args: ['--login-timeout', '0'] });
+  const server = await spawnServer({ args: ['--login-timeout', '0'], env: { NODE_OPTIONS: process.env.FLOOD_NODE_OPTIONS } });
   const pid = server.child.pid!;
   const floods: NoopFlood[] = [];
   let peak = 0;
