@@ -31,24 +31,27 @@ export class RawFtp {
     socket.on('error', () => undefined);
   }
 
-  /** Connects and reads the 220 greeting. */
-  static async connect(port: number, host = '127.0.0.1'): Promise<RawFtp> {
+  /** Connects and reads the 220 greeting (waiting at most `timeoutMs` for it). */
+  static async connect(port: number, host = '127.0.0.1', timeoutMs = 5000): Promise<RawFtp> {
     const socket = connect({ port, host });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
     });
     const raw = new RawFtp(socket);
-    const greeting = await raw.read();
+    const greeting = await raw.read(timeoutMs).catch((err: unknown) => {
+      socket.destroy();
+      throw err;
+    });
     if (greeting.code !== 220) throw new Error(`unexpected greeting ${greeting.raw}`);
     return raw;
   }
 
-  /** Connects, logs in, and returns the connection. */
-  static async login(port: number, user: string, password: string, host = '127.0.0.1'): Promise<RawFtp> {
-    const raw = await RawFtp.connect(port, host);
-    await raw.command(`USER ${user}`);
-    const r = await raw.command(`PASS ${password}`);
+  /** Connects, logs in, and returns the connection (each reply awaited at most `timeoutMs`). */
+  static async login(port: number, user: string, password: string, host = '127.0.0.1', timeoutMs = 5000): Promise<RawFtp> {
+    const raw = await RawFtp.connect(port, host, timeoutMs);
+    await raw.command(`USER ${user}`, timeoutMs);
+    const r = await raw.command(`PASS ${password}`, timeoutMs);
     if (r.code !== 230) throw new Error(`login failed: ${r.raw}`);
     return raw;
   }

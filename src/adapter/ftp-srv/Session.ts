@@ -1,7 +1,8 @@
 import type winston from 'winston';
 import type { AuditEvent, AuditLog } from '../../logging/AuditLog.js';
 import { coalescedReply } from './coalescedReply.js';
-import { ControlLineReader } from './controlLineReader.js';
+import { CommandFeed } from './commandFeed.js';
+import { runControlItem } from './controlItem.js';
 import { MLST_FACTS, type MlstFact } from './mlsxFacts.js';
 import type { FtpConnection } from './internals.js';
 
@@ -46,10 +47,8 @@ export class Session {
   abortedByClient = false;
   /** Total replies sent on the control connection (to guarantee one per command). */
   replyCount = 0;
-  /** Commands waiting to run, in arrival order. */
-  queue: Promise<void> = Promise.resolve();
-  queued = 0;
-  readonly reader = new ControlLineReader();
+  /** The control connection's input: commands waiting to run, in arrival order, bounded. */
+  readonly feed: CommandFeed;
   closed = false;
   /** How the session ended (QUIT 221, or 421 with the reason), for the logout record. */
   ending: { code: number; reason: string } | undefined;
@@ -63,6 +62,11 @@ export class Session {
     this.id = connection.id;
     this.client = normaliseAddress(connection.commandSocket.remoteAddress);
     sessions.set(connection, this);
+    this.feed = new CommandFeed(
+      connection.commandSocket,
+      (item) => runControlItem(connection, item, context.log, this.id),
+      () => this.busy,
+    );
     const reply = connection.reply.bind(connection);
     connection.reply = (options, ...letters) => {
       this.replyCount++;

@@ -1,13 +1,12 @@
 import { CommandsClass, ConnectionClass, type FtpCommand, type FtpCommands, type FtpConnection } from './internals.js';
-import { MAX_LINE_BYTES } from './controlLineReader.js';
 import { sessionOf } from './Session.js';
 
 /** Commands that use a data connection: the session is busy while they run. */
 const DATA_COMMANDS = new Set(['LIST', 'NLST', 'RETR', 'STOR', 'APPE', 'STOU', 'MLSD']);
 /** Commands whose leading `-x` words are ls-style flags, not names. */
 const FLAG_COMMANDS = new Set(['LIST', 'NLST', 'STAT']);
-/** Commands queued beyond this pause reading from the client until the queue drains. */
-const MAX_QUEUED = 32;
+/** An ABOR command line. */
+const ABOR_LINE = /^\s*ABOR\s*$/i;
 
 /**
  * Parses a command line keeping its argument intact. ftp-srv's parser strips every `"`
@@ -33,7 +32,9 @@ export function parseCommandLine(message: string): FtpCommand {
  * Replaces ftp-srv's control-channel input handling (process-wide, once):
  * - line buffering with a length cap and Telnet IAC removal (ControlLineReader);
  * - commands run strictly one after another per connection (ftp-srv ran the commands
- *   of different TCP reads concurrently);
+ *   of different TCP reads concurrently), taken from the input one at a time with
+ *   backpressure, so a pipelining client cannot make the server queue without bound
+ *   (CommandFeed);
  * - no raw line is logged (ftp-srv traced `PASS secret`);
  * - every command gets a reply even when its handler throws or forgets to answer, and an
  *   empty line gets 500;
@@ -82,37 +83,10 @@ export function installCommandDispatch(): void {
   connectionProto._handleData = function (this: FtpConnection, data: Buffer) {
     const session = sessionOf(this);
     if (!session) return;
-    const { lines, overlong } = session.reader.push(data);
-    for (let i = 0; i < overlong; i++) {
-      enqueue(this, () => this.reply(500, `Command line too long (the limit is ${MAX_LINE_BYTES} bytes)`));
-    }
-    for (const line of lines) {
-      // An empty line is not a command, but it still gets its one reply (as in vsftpd).
-      if (/^\s*$/.test(line)) {
-        enqueue(this, () => this.reply(500, 'Empty command line; HELP lists the commands'));
-        continue;
-      }
-      // ABOR must act while the transfer runs (ftp-srv never read it mid-transfer): cut the
-      // data connection now; the transfer answers 426, then ABOR itself is answered 226.
-      if (session.busy && /^\s*ABOR\s*$/i.test(line)) session.abortTransfer('aborted by client', true);
-      enqueue(this, () => this.commands.handle(line));
-    }
+    // ABOR must act while the transfer runs (ftp-srv never read it mid-transfer): cut the
+    // data connection now; the transfer answers 426, then ABOR itself is answered 226.
+    // The feed keeps reading during a transfer (up to its input cap) so ABOR is seen.
+    const abor = session.feed.push(data, session.busy ? ABOR_LINE : undefined);
+    if (abor && session.busy) session.abortTransfer('aborted by client', true);
   };
-}
-
-function enqueue(connection: FtpConnection, run: () => Promise<unknown>): void {
-  const session = sessionOf(connection)!;
-  session.queued++;
-  if (session.queued > MAX_QUEUED) connection.commandSocket.pause();
-  session.queue = session.queue
-    .then(async () => {
-      await run();
-    })
-    .catch((err: unknown) => {
-      session.context.log.warn('Command failed', { session: session.id, err: err instanceof Error ? err.message : String(err) });
-    })
-    .finally(() => {
-      session.queued--;
-      if (session.queued <= MAX_QUEUED / 2 && connection.commandSocket.isPaused() && !session.busy) connection.commandSocket.resume();
-    });
 }

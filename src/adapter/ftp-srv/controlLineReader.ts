@@ -5,64 +5,127 @@ const IAC = 0xff;
 const LF = 0x0a;
 const CR = 0x0d;
 
-/** What one chunk of control-connection bytes yielded. */
-export interface ReadResult {
-  /** Complete command lines, without CR/LF, decoded as UTF-8. */
-  lines: string[];
-  /** How many over-long lines were dropped (each deserves one 500 reply). */
-  overlong: number;
-}
+/** One item of the control stream: a command line, or a line that was too long. */
+export type ControlItem = { line: string; overlong?: undefined } | { line?: undefined; overlong: true };
+
+/** Stands for one over-long line in the queue of complete input (its bytes are gone). */
+const OVERLONG = Symbol('overlong line');
 
 /**
- * Splits the control connection's byte stream into command lines. ftp-srv splits each
- * TCP read on its own, so a command cut across segments became two bogus commands and a
- * UTF-8 character cut across reads was corrupted; this keeps partial lines (as bytes)
- * until their LF arrives. Lines longer than MAX_LINE_BYTES are dropped without being
- * buffered or echoed. Telnet IAC sequences (IP, DM, … as sent before ABOR) are removed.
+ * Splits the control connection's byte stream into command lines, one at a time, on
+ * demand. ftp-srv splits each TCP read on its own, so a command cut across segments
+ * became two bogus commands and a UTF-8 character cut across reads was corrupted; this
+ * keeps partial lines (as bytes) until their LF arrives. Lines longer than
+ * MAX_LINE_BYTES are dropped without being buffered or echoed. Telnet IAC sequences (IP,
+ * DM, … as sent before ABOR) are removed.
+ *
+ * Complete lines stay as the received bytes (a 64 KiB read holds ~10,000 `NOOP` lines)
+ * and are decoded only when next() takes them, so what a pipelining client has sent but
+ * the server has not run yet costs its byte count and nothing more; `bufferedBytes` lets
+ * the caller stop reading while that is above its cap.
  */
 export class ControlLineReader {
+  /** Complete input, in order: byte blocks made of whole LF-terminated lines, and over-long markers. */
+  private ready: (Buffer | typeof OVERLONG)[] = [];
+  /** Bytes of ready[0] already taken. */
+  private readyOffset = 0;
+  private readyBytes = 0;
+  /** The line still missing its LF. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** The line still missing its LF is already too long: drop the rest of it. */
   private discarding = false;
   /** A Telnet sequence cut at the end of a chunk: how many more bytes to skip. */
   private skipBytes = 0;
   private inIac = false;
 
-  /** Feeds one chunk; returns the complete lines it finished. */
-  push(chunk: Buffer): ReadResult {
-    const lines: string[] = [];
-    let overlong = 0;
+  /** Input received and not yet taken by next(), in bytes (complete and partial lines). */
+  get bufferedBytes(): number {
+    return this.readyBytes - this.readyOffset + this.pendingBytes;
+  }
+
+  /**
+   * Feeds one chunk. Returns true when `watch` is given and matches one of the lines
+   * this chunk completed (so the caller can act on, say, ABOR before the lines queued
+   * ahead of it have run).
+   */
+  push(chunk: Buffer, watch?: RegExp): boolean {
     const clean = this.stripTelnet(chunk);
-    let start = 0;
-    for (;;) {
-      const lf = clean.indexOf(LF, start);
-      const end = lf === -1 ? clean.length : lf;
-      const piece = clean.subarray(start, end);
-      if (!this.discarding) {
-        if (this.pendingBytes + piece.length > MAX_LINE_BYTES + 1) {
-          this.discarding = true;
-          this.pending = [];
-          this.pendingBytes = 0;
-        } else if (piece.length > 0) {
-          this.pending.push(piece);
-          this.pendingBytes += piece.length;
+    const first = clean.indexOf(LF);
+    if (first === -1) {
+      this.addPartial(clean);
+      return false;
+    }
+    let seen = false;
+    // The first line completes the pending partial line.
+    this.addPartial(clean.subarray(0, first));
+    if (this.discarding) {
+      this.ready.push(OVERLONG);
+      this.discarding = false;
+    } else {
+      const line = Buffer.concat([...this.pending, clean.subarray(first, first + 1)], this.pendingBytes + 1);
+      this.addReady(line);
+      if (watch) seen = matches(line, 0, line.length - 1, watch);
+    }
+    this.pending = [];
+    this.pendingBytes = 0;
+    // Whole lines after it stay in the chunk (a view, not a copy); the tail is partial.
+    const last = clean.lastIndexOf(LF);
+    if (last > first) {
+      const block = clean.subarray(first + 1, last + 1);
+      this.addReady(block);
+      if (watch && !seen) {
+        for (let start = 0; start < block.length && !seen; ) {
+          const lf = block.indexOf(LF, start);
+          seen = matches(block, start, lf, watch);
+          start = lf + 1;
         }
       }
-      if (lf === -1) break;
-      if (this.discarding) {
-        overlong++;
-        this.discarding = false;
-      } else {
-        let line = Buffer.concat(this.pending, this.pendingBytes);
-        if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, -1);
-        if (line.length > MAX_LINE_BYTES) overlong++;
-        else lines.push(line.toString('utf8'));
-      }
+    }
+    this.addPartial(clean.subarray(last + 1));
+    return seen;
+  }
+
+  /** Takes the next complete line (or over-long marker), or undefined if there is none yet. */
+  next(): ControlItem | undefined {
+    const head = this.ready[0];
+    if (head === undefined) return undefined;
+    if (head === OVERLONG) {
+      this.ready.shift();
+      return { overlong: true };
+    }
+    const start = this.readyOffset;
+    const lf = head.indexOf(LF, start);
+    this.readyOffset = lf + 1;
+    if (this.readyOffset >= head.length) {
+      this.ready.shift();
+      this.readyBytes -= head.length;
+      this.readyOffset = 0;
+    }
+    const end = lf > start && head[lf - 1] === CR ? lf - 1 : lf;
+    if (end - start > MAX_LINE_BYTES) return { overlong: true };
+    return { line: head.toString('utf8', start, end) };
+  }
+
+  private addReady(block: Buffer): void {
+    if (block.length === 0) return;
+    this.ready.push(block);
+    this.readyBytes += block.length;
+  }
+
+  /** Appends to the line missing its LF, switching to discarding once it is too long. */
+  private addPartial(piece: Buffer): void {
+    if (this.discarding || piece.length === 0) return;
+    // MAX_LINE_BYTES + 1 leaves room for the CR of a line of exactly the maximum length.
+    if (this.pendingBytes + piece.length > MAX_LINE_BYTES + 1) {
+      this.discarding = true;
       this.pending = [];
       this.pendingBytes = 0;
-      start = lf + 1;
+      return;
     }
-    return { lines, overlong };
+    // A copy: a view would keep the whole (up to 64 KiB) read alive for a few bytes.
+    this.pending.push(Buffer.from(piece));
+    this.pendingBytes += piece.length;
   }
 
   /** Removes Telnet commands: IAC x (2 bytes), IAC WILL/WONT/DO/DONT opt (3 bytes). */
@@ -89,4 +152,10 @@ export class ControlLineReader {
     }
     return out.subarray(0, n);
   }
+}
+
+/** Whether bytes [start, lf) (CR dropped) match `re`; only short lines are decoded. */
+function matches(buf: Buffer, start: number, lf: number, re: RegExp): boolean {
+  const end = lf > start && buf[lf - 1] === CR ? lf - 1 : lf;
+  return end - start <= 64 && re.test(buf.toString('latin1', start, end));
 }
