@@ -31,7 +31,7 @@ const MiB = 1024 * 1024;
 
 /** The live sessions of a test server (the engine is private to DfosServer; read here only). */
 function sessions(ts: TestServer): Session[] {
-  return ts.server['engine'].sessions();
+  return ts.server['engine'].sessions() as Session[];
 }
 
 /** Heap and buffer memory still referenced after a full GC, in bytes. */

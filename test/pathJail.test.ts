@@ -3,8 +3,10 @@ import { mkdir, mkdtemp, realpath, rm, stat, symlink, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Stats } from 'node:fs';
-import { FsError } from '../src/storage/FsError.js';
-import { PathJail } from '../src/storage/pathJail.js';
+import { describeFailure } from '../src/adapter/ftp-srv/replyError.js';
+import { resolveClientPath } from '../src/core/clientPath.js';
+import { StorageError } from '../src/storage/StorageBackend.js';
+import { PathJail } from '../src/storage/local/pathJail.js';
 
 /** What the jail's resolver finds at `clientPath` (following in-jail links), with its real path. */
 async function entry(jail: PathJail, clientPath: string): Promise<{ clientPath: string; lstats: Stats | undefined; realPath: string | undefined }> {
@@ -19,7 +21,7 @@ async function entry(jail: PathJail, clientPath: string): Promise<{ clientPath: 
 /** Like entry(), but the entry must exist (550 otherwise). */
 async function existing(jail: PathJail, clientPath: string): Promise<{ clientPath: string; lstats: Stats; realPath: string }> {
   const e = await entry(jail, clientPath);
-  if (!e.lstats || !e.realPath) throw new FsError(550, `${clientPath}: No such file or directory`);
+  if (!e.lstats || !e.realPath) throw new StorageError('not-found', `${clientPath}: No such file or directory`);
   return e as { clientPath: string; lstats: Stats; realPath: string };
 }
 
@@ -30,17 +32,20 @@ async function tempDir(t: ExecutionContext): Promise<string> {
   return dir;
 }
 
-/** Asserts that `run` throws an FsError with `code` whose message does not name `serverDir`. */
-async function throwsFs(t: ExecutionContext, run: () => unknown, code: number, serverDir?: string): Promise<FsError> {
+/**
+ * Asserts that `run` throws a StorageError whose FTP reply code is `code` and whose message
+ * does not name `serverDir`.
+ */
+async function throwsFs(t: ExecutionContext, run: () => unknown, code: number, serverDir?: string): Promise<StorageError> {
   let caught: unknown;
   try {
     await run();
   } catch (err) {
     caught = err;
   }
-  t.true(caught instanceof FsError, `expected an FsError ${code}, got ${String(caught)}`);
-  const err = caught as FsError;
-  t.is(err.code, code, err.message);
+  t.true(caught instanceof StorageError, `expected a StorageError (${code}), got ${String(caught)}`);
+  const err = caught as StorageError;
+  t.is(describeFailure(err).code, code, err.message);
   if (serverDir) t.false(err.message.includes(serverDir), `the message names a server path: ${err.message}`);
   return err;
 }
@@ -89,7 +94,7 @@ test('PathJail.open through a symlinked path uses the real root', async (t) => {
 });
 
 test('clientPath normalises relative, absolute, dot and trailing-slash paths', async (t) => {
-  const { jail } = await world(t);
+  await world(t);
   const cases: [string, string, string][] = [
     ['/', 'a.txt', '/a.txt'],
     ['/docs', 'd.txt', '/docs/d.txt'],
@@ -101,49 +106,49 @@ test('clientPath normalises relative, absolute, dot and trailing-slash paths', a
     ['/', '/etc/passwd', '/etc/passwd'],
   ];
   for (const [cwd, input, expected] of cases) {
-    t.is(jail.clientPath(cwd, input), expected, `${cwd} + ${input}`);
+    t.is(resolveClientPath(cwd, input), expected, `${cwd} + ${input}`);
   }
 });
 
 test('clientPath clamps `..` at the root', async (t) => {
-  const { jail } = await world(t);
-  t.is(jail.clientPath('/', '..'), '/');
-  t.is(jail.clientPath('/', '../../../..'), '/');
-  t.is(jail.clientPath('/', '../etc/passwd'), '/etc/passwd');
-  t.is(jail.clientPath('/docs', '..'), '/');
-  t.is(jail.clientPath('/docs', '../../alice2/s.txt'), '/alice2/s.txt');
-  t.is(jail.clientPath('/docs', 'x/../../..'), '/');
-  t.is(jail.clientPath('/a/b', '../c'), '/a/c');
-  t.is(jail.clientPath('/', '/../../x'), '/x');
+  await world(t);
+  t.is(resolveClientPath('/', '..'), '/');
+  t.is(resolveClientPath('/', '../../../..'), '/');
+  t.is(resolveClientPath('/', '../etc/passwd'), '/etc/passwd');
+  t.is(resolveClientPath('/docs', '..'), '/');
+  t.is(resolveClientPath('/docs', '../../alice2/s.txt'), '/alice2/s.txt');
+  t.is(resolveClientPath('/docs', 'x/../../..'), '/');
+  t.is(resolveClientPath('/a/b', '../c'), '/a/c');
+  t.is(resolveClientPath('/', '/../../x'), '/x');
 });
 
 test('clientPath treats backslashes as separators', async (t) => {
-  const { jail } = await world(t);
-  t.is(jail.clientPath('/', '..\\..\\x'), '/x');
-  t.is(jail.clientPath('/', 'docs\\d.txt'), '/docs/d.txt');
-  t.is(jail.clientPath('/docs', '\\a.txt'), '/a.txt');
-  t.is(jail.clientPath('/docs', '..\\..\\alice2\\s.txt'), '/alice2/s.txt');
-  t.is(jail.clientPath('/', 'a\\..\\..\\..\\b'), '/b');
+  await world(t);
+  t.is(resolveClientPath('/', '..\\..\\x'), '/x');
+  t.is(resolveClientPath('/', 'docs\\d.txt'), '/docs/d.txt');
+  t.is(resolveClientPath('/docs', '\\a.txt'), '/a.txt');
+  t.is(resolveClientPath('/docs', '..\\..\\alice2\\s.txt'), '/alice2/s.txt');
+  t.is(resolveClientPath('/', 'a\\..\\..\\..\\b'), '/b');
 });
 
 test('clientPath refuses NUL bytes (553) and missing arguments (501)', async (t) => {
-  const { jail, home } = await world(t);
+  const { home } = await world(t);
   for (const input of ['a\0b', '\0', 'docs/\0/x', '../\0']) {
-    await throwsFs(t, () => jail.clientPath('/', input), 553, home);
+    await throwsFs(t, () => resolveClientPath('/', input), 553, home);
   }
   for (const input of ['', null, undefined]) {
-    await throwsFs(t, () => jail.clientPath('/', input), 501, home);
+    await throwsFs(t, () => resolveClientPath('/', input), 501, home);
   }
 });
 
 test('clientPath refuses reserved upload temporary names in any component (553)', async (t) => {
-  const { jail, home } = await world(t);
+  const { home } = await world(t);
   for (const input of ['.dfos-upload-abc.part', 'docs/.dfos-upload-x', '.dfos-upload-d/file', '/x/.dfos-upload-1.part/y', 'docs\\.dfos-upload-z']) {
-    await throwsFs(t, () => jail.clientPath('/', input), 553, home);
+    await throwsFs(t, () => resolveClientPath('/', input), 553, home);
   }
   // Similar but not reserved.
-  t.is(jail.clientPath('/', 'dfos-upload-a'), '/dfos-upload-a');
-  t.is(jail.clientPath('/', '.dfos-uploadX'), '/.dfos-uploadX');
+  t.is(resolveClientPath('/', 'dfos-upload-a'), '/dfos-upload-a');
+  t.is(resolveClientPath('/', '.dfos-uploadX'), '/.dfos-uploadX');
 });
 
 test('contains() checks on path-separator boundaries', async (t) => {
@@ -237,8 +242,8 @@ test('defect 1: separator-boundary containment: links into /x/alice2 are refused
     await throwsFs(t, () => entry(jail, p), 550, home);
   }
   // Lexically, `..` never gets there either.
-  t.is(jail.clientPath('/', '../alice2/s.txt'), '/alice2/s.txt');
-  await throwsFs(t, () => existing(jail, jail.clientPath('/', '../alice2/s.txt')), 550, home);
+  t.is(resolveClientPath('/', '../alice2/s.txt'), '/alice2/s.txt');
+  await throwsFs(t, () => existing(jail, resolveClientPath('/', '../alice2/s.txt')), 550, home);
   // And a jail for alice2 accepts its own files but not alice's.
   const jail2 = await PathJail.open(sibling);
   t.is((await existing(jail2, '/s.txt')).realPath, join(sibling, 's.txt'));

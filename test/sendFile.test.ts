@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { open, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { sendFile } from '../src/storage/sendFile.js';
+import { sendFile } from '../src/storage/local/sendFile.js';
 import { sameBytes, tempDir } from './helpers/clientFixtures.js';
 
 /**

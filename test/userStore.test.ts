@@ -3,7 +3,8 @@ import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises
 import os from 'node:os';
 import path from 'node:path';
 import { hashPassword } from '../src/users/passwordHash.js';
-import { isLoopbackAddress, UserStore, type ReloadResult } from '../src/users/UserStore.js';
+import { isLoopbackAddress } from '../src/util/address.js';
+import { UserStore, type ReloadResult } from '../src/users/UserStore.js';
 import {
   addUser,
   locateJsonError,

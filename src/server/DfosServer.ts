@@ -1,25 +1,24 @@
-import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerConfig } from '../config/serverConfig.js';
 import { FtpEngine } from '../adapter/ftp-srv/FtpEngine.js';
-import { LoginUnavailableError } from '../adapter/ftp-srv/LoginUnavailableError.js';
-import type { Session } from '../adapter/ftp-srv/Session.js';
+import { FileSession, type DescribeOutcome } from '../core/FileSession.js';
+import type { EngineHooks, EngineSession, ProtocolEngine } from '../core/ProtocolEngine.js';
+import { SessionAudit } from '../core/SessionAudit.js';
 import { AuditLog } from '../logging/AuditLog.js';
 import { createLoggers, type Loggers } from '../logging/createLogger.js';
-import { removeStaleTemps } from '../storage/hiddenTemp.js';
-import { JailedFileSystem } from '../storage/JailedFileSystem.js';
-import { PathJail } from '../storage/pathJail.js';
+import { createStorageBackend } from '../storage/createStorageBackend.js';
+import { StorageError, type StorageBackend } from '../storage/StorageBackend.js';
 import { UserStore, type ReloadResult } from '../users/UserStore.js';
-import { prepareStorageRoot } from './storageRoot.js';
 
 /** How long aborted transfers get to send their final reply before sockets are cut. */
 const ABORT_SETTLE_MS = 2000;
 
 /**
- * A running DFOS server: users from users.json, one jail per user under the storage
- * root, audit trail, graceful drain. Create with DfosServer.start(); stop with shutdown().
+ * A running DFOS server: users from users.json, a storage backend (each user's home is
+ * `/`), the protocol engine, the audit trail, and the graceful drain. It depends on the
+ * ProtocolEngine interface, not on the FTP library. Create with DfosServer.start(); stop
+ * with shutdown().
  */
 export class DfosServer {
   private draining: Promise<void> | undefined;
@@ -29,8 +28,9 @@ export class DfosServer {
     readonly config: ServerConfig,
     readonly loggers: Loggers,
     private readonly users: UserStore,
-    private readonly storageRoot: string,
-    private readonly engine: FtpEngine,
+    private readonly storage: StorageBackend,
+    private readonly audit: AuditLog,
+    private readonly engine: ProtocolEngine,
     /** The address actually bound (port resolved when 0 was asked). */
     readonly address: { host: string; port: number },
   ) {}
@@ -42,11 +42,14 @@ export class DfosServer {
   static async start(config: ServerConfig, loggers: Loggers = createLoggers({ logDir: config.logDir, level: config.logLevel, console: config.console })): Promise<DfosServer> {
     const { log, auditLog } = loggers;
     const users = await UserStore.load(resolve(config.users));
-    const storageRoot = await prepareStorageRoot(config.storage);
-    const stale = await removeStaleTemps(storageRoot);
-    if (stale.removed > 0) log.info('Removed stale upload temporaries', { count: stale.removed, appendsUndone: stale.undone });
+    const storage = createStorageBackend(config);
+    await storage.start((message, fields) => log.info(message, fields));
     const audit = new AuditLog(auditLog);
     let server: DfosServer | undefined;
+    const hooks: EngineHooks = {
+      login: (session, username, password, describe) => server!.login(session, username, password, describe),
+      onSessionClosed: (session) => server?.logout(session),
+    };
     const engine = new FtpEngine({
       host: config.host,
       port: config.port,
@@ -54,14 +57,10 @@ export class DfosServer {
       pasvMax: config.pasvMax,
       pasvAddress: config.pasvAddress,
       dataTimeoutMs: config.dataTimeout * 1000,
+      capabilities: storage.capabilities,
       log,
-      session: { idleTimeoutMs: config.idleTimeout * 1000, loginTimeoutMs: config.loginTimeout * 1000, audit, log },
-      login: (session, username, password) => server!.login(session, username, password),
-      onSessionClosed: (session) => {
-        if (!session.user) return;
-        const ending = session.ending ?? { code: undefined, reason: 'connection closed by the client' };
-        session.audit({ action: 'logout', result: 'ok', durationMs: Date.now() - session.startedAt, code: ending.code, reason: ending.reason });
-      },
+      session: { idleTimeoutMs: config.idleTimeout * 1000, loginTimeoutMs: config.loginTimeout * 1000, log },
+      hooks,
     });
     let bound;
     try {
@@ -75,13 +74,13 @@ export class DfosServer {
         : (err as Error).message;
       throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${hint}`);
     }
-    server = new DfosServer(config, loggers, users, storageRoot, engine, { host: bound.address, port: bound.port });
+    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port });
     server.stopWatching = users.watch((result) => server!.logReload(result, 'users.json changed'));
     log.info('DFOS listening', {
       host: bound.address,
       port: bound.port,
       pasv: config.pasvMax > 0 ? `${config.pasvMin}-${config.pasvMax}` : 'any free port',
-      storage: storageRoot,
+      storage: storage.description,
       users: users.size,
     });
     return server;
@@ -129,7 +128,7 @@ export class DfosServer {
       log.warn('Shutdown grace over: aborting transfers', { transfers: left });
       for (const s of this.engine.sessions()) s.abortTransfer('server shutting down');
       left = await this.engine.waitForSessions(ABORT_SETTLE_MS);
-      await Promise.all(this.engine.sessions().map((s) => s.close421('Server shutting down, closing control connection')));
+      await Promise.all(this.engine.sessions().map((s) => s.close('Server shutting down, closing control connection')));
       left = await this.engine.waitForSessions(ABORT_SETTLE_MS);
     }
     this.engine.destroyAll();
@@ -137,54 +136,55 @@ export class DfosServer {
     await this.loggers.close();
   }
 
-  private async drainSession(session: Session): Promise<void> {
-    session.draining = true;
-    if (!session.busy) await session.close421('Server shutting down, closing control connection');
+  private async drainSession(session: EngineSession): Promise<void> {
+    await session.drain('Server shutting down, closing control connection');
   }
 
-  private async login(session: Session, username: string, password: string): Promise<JailedFileSystem> {
+  /**
+   * Checks credentials, opens the user's home and returns the session's core. A refusal
+   * (unknown user, wrong password, not allowed from this address) waits out the
+   * configured delay and is the same whatever the reason; a home the storage cannot serve
+   * is 'unavailable' (logged for the operator with where and why, never told the client).
+   */
+  private async login(session: EngineSession, username: string, password: string, describe: DescribeOutcome): Promise<FileSession> {
     const started = Date.now();
+    const audit = new SessionAudit(this.audit, session);
     const result = await this.users.authenticate(username, password, session.client);
     if (!result.ok) {
       await sleep(Math.max(0, this.config.authFailDelay * 1000 - (Date.now() - started)));
       this.loggers.log.info('Login failed', { session: session.id, client: session.client, user: username.slice(0, 64), reason: result.reason });
-      session.context.audit.record({ session: session.id, user: username.slice(0, 64), client: session.client, action: 'login', result: 'failed', code: 530, reason: result.reason });
-      throw new Error('Login incorrect');
+      const refused = new StorageError('denied', 'Login incorrect');
+      audit.record(username.slice(0, 64), { action: 'login', result: 'failed', code: describe('login', refused).code, reason: result.reason });
+      throw refused;
     }
-    const jail = await this.openHome(session, result.user.name, started);
-    session.user = result.user.name;
-    session.readOnly = result.user.readOnly;
-    session.audit({ action: 'login', result: 'ok', code: 230, durationMs: Date.now() - started });
-    return new JailedFileSystem(jail, { readOnly: result.user.readOnly });
-  }
-
-  /**
-   * Opens a user's home folder (creating it at first login) and checks the server can
-   * list it. When it cannot (the path is a file, a parent is not a directory, permissions),
-   * the operator gets an error line naming the path and errno, the audit trail a failed
-   * login, and the client 421 "home folder unavailable" (never the path): a server-side
-   * problem must not look like a wrong password.
-   */
-  private async openHome(session: Session, user: string, started: number): Promise<PathJail> {
-    const home = join(this.storageRoot, user);
+    const user = result.user.name;
+    let storage;
     try {
-      const jail = await PathJail.open(home);
-      await access(jail.root, constants.R_OK | constants.X_OK);
-      return jail;
+      storage = await this.storage.openHome(user);
     } catch (err) {
-      const errno = (err as NodeJS.ErrnoException).code ?? 'unknown';
-      const reason = `home folder unavailable (${errno})`;
+      const cause = (err as { cause?: unknown }).cause ?? err;
+      const errno = (cause as NodeJS.ErrnoException).code ?? (err instanceof StorageError ? err.kind : 'unknown');
       this.loggers.log.error('Home folder unavailable: login refused with 421; make it a directory the server can read and write', {
         session: session.id,
         client: session.client,
         user,
-        path: home,
+        path: this.storage.homeLocation(user),
         errno,
-        err: (err as Error).message,
+        err: cause instanceof Error ? cause.message : String(cause),
       });
-      session.context.audit.record({ session: session.id, user, client: session.client, action: 'login', result: 'failed', code: 421, reason, durationMs: Date.now() - started });
-      throw new LoginUnavailableError('Home folder unavailable; try again later or tell the administrator');
+      const unavailable = new StorageError('unavailable', 'Home folder unavailable; try again later or tell the administrator');
+      audit.record(user, { action: 'login', result: 'failed', code: describe('login', unavailable).code, reason: `home folder unavailable (${errno})`, durationMs: Date.now() - started });
+      throw unavailable;
     }
+    audit.record(user, { action: 'login', result: 'ok', code: describe('login').code, durationMs: Date.now() - started });
+    return new FileSession({ user, readOnly: result.user.readOnly, storage, capabilities: this.storage.capabilities, audit, log: this.loggers.log, describe });
+  }
+
+  /** The logout record of a session that had logged in: how long, and how it ended. */
+  private logout(session: EngineSession): void {
+    if (!session.user) return;
+    const ending = session.ending ?? { code: undefined, reason: 'connection closed by the client' };
+    new SessionAudit(this.audit, session).record(session.user, { action: 'logout', result: 'ok', durationMs: Date.now() - session.startedAt, code: ending.code, reason: ending.reason });
   }
 
   private logReload(result: ReloadResult, why: string): void {

@@ -9,8 +9,8 @@ import type { Socket } from 'node:net';
  * StorageErrors with a kind, never reply codes.
  */
 
-/** What an entry is. */
-export type EntryType = 'file' | 'directory';
+/** What an entry is: 'other' is a special file on disk (FIFO, socket, device), never transferred. */
+export type EntryType = 'file' | 'directory' | 'other';
 
 /** One file or directory as a backend reports it. */
 export interface StorageEntry {
@@ -25,7 +25,12 @@ export interface StorageEntry {
   mode?: number;
 }
 
-/** Why a storage operation failed. */
+/**
+ * Why a storage operation failed. `invalid-name`: the name itself is not allowed;
+ * `invalid-target`: the name is fine but cannot be the target of this change (a directory
+ * as an upload target, a directory moved into itself); `invalid-argument`: a missing or
+ * malformed argument; `bad-offset`: a restart offset beyond the end of the file.
+ */
 export type StorageErrorKind =
   | 'not-found'
   | 'denied'
@@ -35,6 +40,8 @@ export type StorageErrorKind =
   | 'not-a-file'
   | 'not-empty'
   | 'invalid-name'
+  | 'invalid-target'
+  | 'invalid-argument'
   | 'no-space'
   | 'busy'
   | 'bad-offset'
@@ -136,10 +143,15 @@ export interface StorageBackend {
   /**
    * Checks the backend is usable and cleans up what a crash left (temporaries, unfinished
    * multipart uploads). Throws an Error whose message is one line naming the problem and
-   * the fix.
+   * the fix. `log` receives what the cleanup did, for the operator.
    */
-  start(): Promise<void>;
-  /** The storage of one user, whose home is created if missing. */
+  start(log?: (message: string, fields: Record<string, unknown>) => void): Promise<void>;
+  /** Where a user's home lives (a folder, a bucket prefix), for operator logs only, never for clients. */
+  homeLocation(user: string): string;
+  /**
+   * The storage of one user, whose home is created if missing. A home that cannot be
+   * created or used is a StorageError of kind 'unavailable' (its cause says why).
+   */
   openHome(user: string): Promise<UserStorage>;
   /** Stops background work and releases connections. */
   close(): Promise<void>;

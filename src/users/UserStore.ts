@@ -1,7 +1,7 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { watch as fsWatch, watchFile, unwatchFile, type FSWatcher, type Stats } from 'node:fs';
-import { isIPv4 } from 'node:net';
 import path from 'node:path';
+import { isLoopbackAddress } from '../util/address.js';
 import { DEFAULT_SCRYPT_COST, verifyPassword } from './passwordHash.js';
 import { missingUsersFile, parseUsersText, readUsersFile, readUsersText, UsersFileError, type UserEntry } from './usersFile.js';
 
@@ -35,29 +35,6 @@ export interface UserStoreOptions {
   watchPollMs?: number;
 }
 
-/**
- * True for loopback addresses: 127.0.0.0/8, ::1 and IPv4-mapped 127.x.x.x (::ffff:127.0.0.1),
- * with or without an IPv6 zone suffix.
- */
-export function isLoopbackAddress(address: string | undefined | null): boolean {
-  if (!address) return false;
-  let a = address.trim().toLowerCase();
-  if (a.startsWith('[') && a.endsWith(']')) a = a.slice(1, -1);
-  const zone = a.indexOf('%');
-  if (zone !== -1) a = a.slice(0, zone);
-  if (a.startsWith('::ffff:')) a = a.slice('::ffff:'.length);
-  if (isIPv4(a)) return a.startsWith('127.');
-  // ::1 in any spelling (0:0:0:0:0:0:0:1, ::0:1, …).
-  if (!/^[0-9a-f:]+$/.test(a) || !a.includes(':')) return false;
-  const halves = a.split('::');
-  if (halves.length > 2) return false;
-  const groups = halves.flatMap((h) => (h === '' ? [] : h.split(':')));
-  if (groups.some((g) => g.length === 0 || g.length > 4)) return false;
-  if (halves.length === 1 && groups.length !== 8) return false;
-  if (halves.length === 2 && groups.length > 7) return false;
-  const last = groups.at(-1);
-  return last !== undefined && parseInt(last, 16) === 1 && groups.slice(0, -1).every((g) => parseInt(g, 16) === 0);
-}
 
 /** A hash in the default format whose key matches nothing; verifying it costs the same as a real one. */
 const DUMMY_HASH = `$scrypt$ln=${DEFAULT_SCRYPT_COST.ln},r=${DEFAULT_SCRYPT_COST.r},p=${DEFAULT_SCRYPT_COST.p}$${randomBytes(16)

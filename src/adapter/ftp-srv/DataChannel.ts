@@ -1,7 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FtpConnection, FtpConnector } from './internals.js';
-import { normaliseAddress, sessionOf } from './Session.js';
+import { normaliseAddress } from '../../util/address.js';
+import { sessionOf } from './Session.js';
 
 /** Where passive listeners go and how long data connections may wait or stall. */
 export interface DataChannelOptions {

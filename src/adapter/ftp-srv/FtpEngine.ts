@@ -1,13 +1,16 @@
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type winston from 'winston';
-import type { JailedFileSystem } from '../../storage/JailedFileSystem.js';
+import type { EngineHooks, ProtocolEngine } from '../../core/ProtocolEngine.js';
+import type { StorageCapabilities } from '../../storage/StorageBackend.js';
 import { bunyanAdapter } from './bunyanLogger.js';
 import { DataChannel, PassivePortAllocator } from './DataChannel.js';
 import { FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.js';
 import { installFtpSrvPatches } from './installPatches.js';
 import { formatListLine } from './listFormat.js';
+import { describeOutcome } from './replyError.js';
 import { Session, sessionOf, type SessionContext } from './Session.js';
+import { transferFailure } from './transferCommands.js';
 
 /** What the engine needs from DFOS. */
 export interface FtpEngineOptions {
@@ -21,10 +24,10 @@ export interface FtpEngineOptions {
   dataTimeoutMs: number;
   log: winston.Logger;
   session: SessionContext;
-  /** Checks credentials and returns the login's filesystem; throws to refuse (530). */
-  login(session: Session, username: string, password: string): Promise<JailedFileSystem>;
-  /** Called once when a session's control connection has closed. */
-  onSessionClosed?(session: Session): void;
+  /** What the storage backend can do, so FEAT advertises only what works. */
+  capabilities: StorageCapabilities;
+  /** What the engine asks of the server: logins and session ends. */
+  hooks: EngineHooks;
 }
 
 /**
@@ -33,7 +36,7 @@ export interface FtpEngineOptions {
  * attaches a Session to every connection, and exposes listen / stop-accepting / the live
  * sessions, so the rest of DFOS never touches ftp-srv directly.
  */
-export class FtpEngine extends EventEmitter {
+export class FtpEngine extends EventEmitter implements ProtocolEngine {
   private readonly ftp: FtpServerInternal;
   private readonly live = new Set<Session>();
   private readonly ports: PassivePortAllocator;
@@ -68,7 +71,11 @@ export class FtpEngine extends EventEmitter {
     this.ftp.on('login', ({ connection, username, password }: { connection: FtpConnection; username: string; password: string }, resolve: (r: unknown) => void, reject: (e: Error) => void) => {
       const session = sessionOf(connection);
       if (!session) return reject(new Error('no session'));
-      options.login(session, username, password).then((fs) => resolve({ fs }), reject);
+      const describe = (action: Parameters<typeof describeOutcome>[0], error?: unknown) => describeOutcome(action, error, (err) => transferFailure(connection, err));
+      options.hooks.login(session, username, password, describe).then((fs) => {
+        session.user = fs.user;
+        resolve({ fs });
+      }, reject);
     });
     this.ftp.on('client-error', ({ context, error }: { context: string; error: Error }) => {
       options.log.debug('Client connection error', { context, err: error?.message });
@@ -79,7 +86,7 @@ export class FtpEngine extends EventEmitter {
   }
 
   /** Starts listening; resolves with the bound address (port 0 picks a free port). */
-  async listen(): Promise<AddressInfo> {
+  async listen(): Promise<{ address: string; port: number }> {
     const server = this.ftp.server;
     const others = server.listeners('error') as ((err: Error) => void)[];
     server.removeAllListeners('error');
@@ -88,7 +95,8 @@ export class FtpEngine extends EventEmitter {
     } finally {
       for (const l of others) server.on('error', l);
     }
-    return this.ftp.server.address() as AddressInfo;
+    const bound = this.ftp.server.address() as AddressInfo;
+    return { address: bound.address, port: bound.port };
   }
 
   /** Stops accepting new control connections; existing sessions continue. */
@@ -145,7 +153,7 @@ export class FtpEngine extends EventEmitter {
     connection.commandSocket.once('close', () => {
       session.dispose();
       this.live.delete(session);
-      this.options.onSessionClosed?.(session);
+      this.options.hooks.onSessionClosed(session);
       this.emit('session-closed', session);
     });
   }

@@ -1,5 +1,6 @@
 import type winston from 'winston';
-import type { AuditEvent, AuditLog } from '../../logging/AuditLog.js';
+import type { EngineSession } from '../../core/ProtocolEngine.js';
+import { normaliseAddress } from '../../util/address.js';
 import { coalescedReply } from './coalescedReply.js';
 import { CommandFeed } from './commandFeed.js';
 import { runControlItem } from './controlItem.js';
@@ -15,24 +16,24 @@ export interface SessionContext {
    * even if it keeps sending commands: unauthenticated connections cannot be held open.
    */
   loginTimeoutMs: number;
-  audit: AuditLog;
   log: winston.Logger;
 }
 
 const sessions = new WeakMap<FtpConnection, Session>();
+
+/** How long a closing reply (421) may wait for a client that does not read before the connection is cut. */
+const CLOSE_WRITE_MS = 2000;
 
 /**
  * DFOS's state for one control connection, kept beside ftp-srv's connection object:
  * who is logged in, whether a data transfer is running (which suspends the idle timeout
  * and makes shutdown wait), the ordered command queue, and the audit identity.
  */
-export class Session {
+export class Session implements EngineSession {
   readonly id: string;
   readonly client: string | undefined;
   readonly startedAt = Date.now();
   user: string | undefined;
-  /** The login may not change anything (for MLSx perm facts). */
-  readOnly = false;
   /** Facts MLSD/MLST report (OPTS MLST selects them). */
   mlstFacts: readonly MlstFact[] = MLST_FACTS;
   /** A data transfer (LIST, NLST, RETR, STOR, APPE, STOU) is in progress. */
@@ -129,7 +130,21 @@ export class Session {
       socket.destroy();
       return;
     }
+    // A client that does not read its replies would keep the 421 (and the socket) forever.
+    const cut = setTimeout(() => socket.destroy(), CLOSE_WRITE_MS);
+    cut.unref();
     await this.connection.close(421, message).catch(() => undefined);
+  }
+
+  /** EngineSession: the server is shutting down; closes now when no transfer runs. */
+  async drain(message: string): Promise<void> {
+    this.draining = true;
+    if (!this.busy) await this.close421(message);
+  }
+
+  /** EngineSession: closes the connection with 421 `message`. */
+  close(message: string): Promise<void> {
+    return this.close421(message);
   }
 
   /** The control connection is gone: stop timers. */
@@ -137,11 +152,6 @@ export class Session {
     this.closed = true;
     clearTimeout(this.idleTimer);
     clearTimeout(this.loginTimer);
-  }
-
-  /** Writes one audit record with this session's identity. */
-  audit(event: Omit<AuditEvent, 'session' | 'user' | 'client'>): void {
-    this.context.audit.record({ session: this.id, user: this.user, client: this.client, ...event });
   }
 
   private onLoginTimeout(): void {
@@ -161,9 +171,4 @@ export class Session {
 /** The DFOS session of an ftp-srv connection, if DFOS attached one. */
 export function sessionOf(connection: FtpConnection): Session | undefined {
   return sessions.get(connection);
-}
-
-/** `::ffff:127.0.0.1` → `127.0.0.1`; other addresses unchanged. */
-export function normaliseAddress(address: string | undefined): string | undefined {
-  return address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }

@@ -1,7 +1,11 @@
-import type { JailedFileSystem } from '../../storage/JailedFileSystem.js';
+import type { FileSession } from '../../core/FileSession.js';
 import type { FtpConnection } from './internals.js';
 
-/** The logged-in connection's filesystem (set by ftp-srv from DFOS's login handler). */
-export function fsOf(connection: FtpConnection): JailedFileSystem {
-  return connection.fs as JailedFileSystem;
+/**
+ * The logged-in connection's core session. ftp-srv keeps whatever the login handler
+ * resolved as `fs` on the connection; DFOS resolves the FileSession, so every command
+ * handler reaches storage only through the core.
+ */
+export function fileSessionOf(connection: FtpConnection): FileSession {
+  return connection.fs as FileSession;
 }

@@ -1,7 +1,8 @@
 import { isIP, isIPv4 } from 'node:net';
 import { DataChannel } from './DataChannel.js';
 import type { CommandEntry, FtpConnection } from './internals.js';
-import { normaliseAddress, sessionOf } from './Session.js';
+import { normaliseAddress } from '../../util/address.js';
+import { sessionOf } from './Session.js';
 
 /** Lowest port an active (PORT/EPRT) connection may go to (RFC 2577). */
 const MIN_ACTIVE_PORT = 1024;

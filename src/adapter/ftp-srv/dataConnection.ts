@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { FsError } from '../../storage/FsError.js';
+import { ReplyError } from './replyError.js';
 import { DataChannel } from './DataChannel.js';
 import type { FtpConnection } from './internals.js';
 
@@ -13,21 +13,21 @@ import type { FtpConnection } from './internals.js';
 export async function openDataConnection(connection: FtpConnection, announcement: string): Promise<Socket> {
   if (!connection.connector?.type) {
     if (connection.connector instanceof DataChannel && connection.connector.timedOut) {
-      throw new FsError(425, 'The passive data port was closed: no transfer command came in time; send PASV or EPSV again');
+      throw new ReplyError(425, 'The passive data port was closed: no transfer command came in time; send PASV or EPSV again');
     }
-    throw new FsError(425, 'Use PASV or EPSV (or PORT) before this command');
+    throw new ReplyError(425, 'Use PASV or EPSV (or PORT) before this command');
   }
   await connection.reply(150, announcement);
   try {
     return await connection.connector.waitForConnection();
   } catch {
-    throw new FsError(425, 'Cannot open data connection');
+    throw new ReplyError(425, 'Cannot open data connection');
   }
 }
 
 /**
  * Sends a listing (LIST, NLST, MLSD) over the data connection, then 226 with the entry
- * count. Rejects with FsError 425 when there is no data connection, with the socket's
+ * count. Rejects with ReplyError 425 when there is no data connection, with the socket's
  * error when it fails.
  */
 export async function sendListing(connection: FtpConnection, what: string, text: string, count: number): Promise<void> {

@@ -1,10 +1,7 @@
-import type { AuditAction } from '../../logging/AuditLog.js';
-import type { JailedFileSystem } from '../../storage/JailedFileSystem.js';
-import { FsError } from '../../storage/FsError.js';
+import type { FileSession } from '../../core/FileSession.js';
 import type { CommandEntry, FtpConnection } from './internals.js';
-import { describeFailure } from './replyError.js';
-import { sessionOf } from './Session.js';
-import { fsOf } from './connectionFs.js';
+import { describeFailure, ReplyError } from './replyError.js';
+import { fileSessionOf } from './connectionFs.js';
 
 /** Quotes a path for a 257 reply (RFC 959: embedded quotes are doubled). */
 export function quotePath(path: string): string {
@@ -12,29 +9,15 @@ export function quotePath(path: string): string {
 }
 
 /**
- * Runs one filesystem action, sends exactly one reply (success or a client-safe failure)
- * and, for changes, writes an audit record.
+ * Runs one core operation and sends exactly one reply: the success text, or the failure
+ * the core's error kind maps to. (The core writes the audit record.)
  */
-async function act(
-  connection: FtpConnection,
-  audit: { action: AuditAction; path: string | null; to?: string } | undefined,
-  run: (fs: JailedFileSystem) => Promise<{ code: number; message: string }>,
-): Promise<void> {
-  const session = sessionOf(connection);
-  const started = Date.now();
-  let path = audit?.path ?? '';
+async function answer(connection: FtpConnection, run: (session: FileSession) => Promise<{ code: number; message: string }>, fallbackCode = 550): Promise<void> {
   try {
-    path = fsOf(connection).resolveClientPath(audit?.path ?? '.');
-  } catch {
-    // reported by run()
-  }
-  try {
-    const { code, message } = await run(fsOf(connection));
-    if (audit) session?.audit({ action: audit.action, path, to: audit.to, durationMs: Date.now() - started, result: 'ok', code });
+    const { code, message } = await run(fileSessionOf(connection));
     await connection.reply(code, message);
   } catch (err) {
-    const { code, message } = describeFailure(err, 550);
-    if (audit) session?.audit({ action: audit.action, path, to: audit.to, durationMs: Date.now() - started, result: 'failed', code, reason: message });
+    const { code, message } = describeFailure(err, fallbackCode);
     await connection.reply(code, message);
   }
 }
@@ -44,7 +27,7 @@ export const fileCommands: CommandEntry[] = [
   {
     directive: 'DELE',
     handler(this: FtpConnection, { command }) {
-      return act(this, { action: 'delete', path: command.arg }, async (fs) => ({ code: 250, message: `Deleted ${await fs.delete(command.arg)}` }));
+      return answer(this, async (s) => ({ code: 250, message: `Deleted ${await s.delete(command.arg)}` }));
     },
     syntax: '{{cmd}} <path>',
     description: 'Delete a file',
@@ -52,10 +35,7 @@ export const fileCommands: CommandEntry[] = [
   {
     directive: ['RMD', 'XRMD'],
     handler(this: FtpConnection, { command }) {
-      return act(this, { action: 'rmdir', path: command.arg }, async (fs) => ({
-        code: 250,
-        message: `Removed directory ${await fs.removeDirectory(command.arg)}`,
-      }));
+      return answer(this, async (s) => ({ code: 250, message: `Removed directory ${await s.rmdir(command.arg)}` }));
     },
     syntax: '{{cmd}} <path>',
     description: 'Remove an empty directory',
@@ -63,10 +43,7 @@ export const fileCommands: CommandEntry[] = [
   {
     directive: ['MKD', 'XMKD'],
     handler(this: FtpConnection, { command }) {
-      return act(this, { action: 'mkdir', path: command.arg }, async (fs) => ({
-        code: 257,
-        message: `${quotePath(await fs.mkdir(command.arg))} created`,
-      }));
+      return answer(this, async (s) => ({ code: 257, message: `${quotePath(await s.mkdir(command.arg))} created` }));
     },
     syntax: '{{cmd}} <path>',
     description: 'Make a directory',
@@ -75,9 +52,8 @@ export const fileCommands: CommandEntry[] = [
     directive: 'RNFR',
     handler(this: FtpConnection, { command }) {
       delete this.renameFrom;
-      return act(this, undefined, async (fs) => {
-        const path = fs.resolveClientPath(command.arg);
-        await fs.get(path);
+      return answer(this, async (s) => {
+        const { path } = await s.stat(command.arg ?? '');
         this.renameFrom = path;
         return { code: 350, message: `${path} exists, ready for destination name` };
       });
@@ -91,17 +67,7 @@ export const fileCommands: CommandEntry[] = [
       const from = this.renameFrom;
       delete this.renameFrom;
       if (!from) return this.reply(503, 'Send RNFR first');
-      let to = command.arg ?? '';
-      try {
-        to = fsOf(this).resolveClientPath(command.arg);
-      } catch {
-        // reported by rename()
-      }
-      return act(this, { action: 'rename', path: from, to }, async (fs) => {
-        const target = await fs.rename(from, command.arg ?? '');
-        this.emit('RNTO', null, target);
-        return { code: 250, message: `Renamed ${from} to ${target}` };
-      });
+      return answer(this, async (s) => ({ code: 250, message: `Renamed ${from} to ${await s.rename(from, command.arg)}` }));
     },
     syntax: '{{cmd}} <path>',
     description: 'Rename to',
@@ -109,11 +75,11 @@ export const fileCommands: CommandEntry[] = [
   {
     directive: 'SIZE',
     handler(this: FtpConnection, { command }) {
-      return act(this, undefined, async (fs) => {
-        if (!command.arg) throw new FsError(501, 'SIZE needs a file name');
-        const stats = await fs.get(command.arg);
-        if (!stats.isFile()) throw new FsError(550, `${fs.resolveClientPath(command.arg)}: Not a regular file`);
-        return { code: 213, message: String(stats.size) };
+      return answer(this, async (s) => {
+        if (!command.arg) throw new ReplyError(501, 'SIZE needs a file name');
+        const { path, entry } = await s.stat(command.arg);
+        if (entry.type !== 'file') throw new ReplyError(550, `${path}: Not a regular file`);
+        return { code: 213, message: String(entry.size) };
       });
     },
     syntax: '{{cmd}} <path>',

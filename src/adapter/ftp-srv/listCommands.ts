@@ -1,10 +1,9 @@
-import type { NamedStats } from '../../storage/JailedFileSystem.js';
-import { FsError } from '../../storage/FsError.js';
+import { StorageError } from '../../storage/StorageBackend.js';
 import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
-import { describeFailure } from './replyError.js';
-import { formatListLine } from './listFormat.js';
+import { describeFailure, ReplyError } from './replyError.js';
+import { formatListLine, listingName } from './listFormat.js';
 import { sendListing } from './dataConnection.js';
-import { fsOf } from './connectionFs.js';
+import { fileSessionOf } from './connectionFs.js';
 
 /**
  * LIST and NLST. ftp-srv's handler sent a blank line for an empty directory (clients saw
@@ -13,15 +12,12 @@ import { fsOf } from './connectionFs.js';
  * 226; a missing path gets 550 before any data connection is used.
  */
 async function list(connection: FtpConnection, command: FtpCommand, namesOnly: boolean): Promise<void> {
-  const fs = fsOf(connection);
   try {
-    const target = command.arg ?? '.';
-    const stats = await fs.get(target);
-    const entries: NamedStats[] = stats.isDirectory() ? await fs.list(target) : [stats];
-    const text = entries.map((e) => `${namesOnly ? e.name : formatListLine(e)}\r\n`).join('');
+    const { entries } = await fileSessionOf(connection).list(command.arg ?? '.');
+    const text = entries.map((e) => `${namesOnly ? listingName(e.name) : formatListLine(e)}\r\n`).join('');
     await sendListing(connection, namesOnly ? 'name list' : 'directory listing', text, entries.length);
   } catch (err) {
-    if (err instanceof FsError) {
+    if (err instanceof StorageError || err instanceof ReplyError) {
       const { code, message } = describeFailure(err);
       await connection.reply(code, message);
     } else {

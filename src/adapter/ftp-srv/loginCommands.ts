@@ -1,12 +1,12 @@
 import type { CommandEntry, FtpConnection } from './internals.js';
-import { LoginUnavailableError } from './LoginUnavailableError.js';
+import { StorageError } from '../../storage/StorageBackend.js';
 import { sessionOf } from './Session.js';
 
 /**
  * USER and PASS. ftp-srv kept the user name after a failed PASS, so the client could
  * never retry on the same connection ("Username already set"); here a failed login
  * resets it. Every refusal gets the same 530 text, whatever the reason; a login the
- * server cannot serve (LoginUnavailableError, e.g. its home folder is unusable) gets 421
+ * server cannot serve (a StorageError 'unavailable', e.g. its home folder is unusable) gets 421
  * and the connection is closed, since retrying the password cannot help.
  */
 export const loginCommands: CommandEntry[] = [
@@ -33,7 +33,7 @@ export const loginCommands: CommandEntry[] = [
         return this.reply(230, 'Login successful');
       } catch (err) {
         this.username = undefined;
-        if (err instanceof LoginUnavailableError) {
+        if (err instanceof StorageError && err.kind === 'unavailable') {
           const session = sessionOf(this);
           if (session) return session.close421(err.message);
           return this.close(421, err.message);

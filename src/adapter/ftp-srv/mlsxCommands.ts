@@ -1,13 +1,13 @@
-import { FsError } from '../../storage/FsError.js';
-import { fsOf } from './connectionFs.js';
+import { StorageError } from '../../storage/StorageBackend.js';
+import { fileSessionOf } from './connectionFs.js';
 import { sendListing } from './dataConnection.js';
 import type { CommandEntry, FtpConnection } from './internals.js';
 import { mlsxLine } from './mlsxFacts.js';
-import { describeFailure } from './replyError.js';
+import { describeFailure, ReplyError } from './replyError.js';
 import { sessionOf } from './Session.js';
 
 function isReadOnly(connection: FtpConnection): boolean {
-  return sessionOf(connection)?.readOnly === true;
+  return fileSessionOf(connection)?.readOnly === true;
 }
 
 /** MLSD and MLST (RFC 3659): machine-readable listings with type, size, modify, perm. */
@@ -17,16 +17,13 @@ export const mlsxCommands: CommandEntry[] = [
     async handler(this: FtpConnection, { command }) {
       const session = sessionOf(this);
       try {
-        const fs = fsOf(this);
-        const target = command.arg ?? '.';
-        const stats = await fs.get(target);
-        if (!stats.isDirectory()) throw new FsError(501, `${fs.resolveClientPath(target)}: Not a directory (use MLST for a file)`);
-        const entries = await fs.list(target);
+        const { path, entry, entries } = await fileSessionOf(this).list(command.arg ?? '.');
+        if (entry.type !== 'directory') throw new ReplyError(501, `${path}: Not a directory (use MLST for a file)`);
         const facts = session?.mlstFacts ?? [];
         const text = entries.map((e) => `${mlsxLine(e, e.name, facts, isReadOnly(this))}\r\n`).join('');
         await sendListing(this, 'MLSD listing', text, entries.length);
       } catch (err) {
-        const { code, message } = err instanceof FsError ? describeFailure(err) : { code: 426, message: 'Connection closed; transfer aborted' };
+        const { code, message } = err instanceof StorageError || err instanceof ReplyError ? describeFailure(err) : { code: 426, message: 'Connection closed; transfer aborted' };
         await this.reply(code, message);
       } finally {
         this.connector.end();
@@ -39,10 +36,8 @@ export const mlsxCommands: CommandEntry[] = [
     directive: 'MLST',
     async handler(this: FtpConnection, { command }) {
       try {
-        const fs = fsOf(this);
-        const path = fs.resolveClientPath(command.arg ?? '.');
-        const stats = await fs.get(path);
-        const line = mlsxLine(stats, path, sessionOf(this)?.mlstFacts ?? [], isReadOnly(this));
+        const { path, entry } = await fileSessionOf(this).stat(command.arg ?? '.');
+        const line = mlsxLine(entry, path, sessionOf(this)?.mlstFacts ?? [], isReadOnly(this));
         await this.reply(250, `Listing ${path}`, { raw: true, message: ` ${line}` }, 'End');
       } catch (err) {
         const { code, message } = describeFailure(err, 550);

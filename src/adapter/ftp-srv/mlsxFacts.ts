@@ -1,4 +1,5 @@
-import type { NamedStats } from '../../storage/JailedFileSystem.js';
+import type { StorageEntry } from '../../storage/StorageBackend.js';
+import { listingName } from './listFormat.js';
 
 /** The MLST facts DFOS offers (RFC 3659 §7.5), in FEAT order. */
 export const MLST_FACTS = ['type', 'size', 'modify', 'perm'] as const;
@@ -15,16 +16,16 @@ export function mlstTime(date: Date): string {
  * a (APPE), d (DELE), f (RNFR). Directories: e (CWD), l (LIST), c (STOR inside),
  * m (MKD inside), p (delete contents), d (RMD), f (RNFR). Read-only logins get r / el.
  */
-function perm(stats: NamedStats, readOnly: boolean): string {
-  if (stats.isDirectory()) return readOnly ? 'el' : 'elcmpdf';
+function perm(stats: StorageEntry, readOnly: boolean): string {
+  if (stats.type === 'directory') return readOnly ? 'el' : 'elcmpdf';
   return readOnly ? 'r' : 'rwadf';
 }
 
 /** One MLSD/MLST entry: `fact=value;…; name` with the selected facts. */
-export function mlsxLine(stats: NamedStats, name: string, facts: readonly MlstFact[], readOnly: boolean): string {
+export function mlsxLine(stats: StorageEntry, name: string, facts: readonly MlstFact[], readOnly: boolean): string {
   const values: Record<MlstFact, string | undefined> = {
-    type: stats.isDirectory() ? 'dir' : stats.isFile() ? 'file' : 'OS.unix=other',
-    size: stats.isDirectory() ? undefined : String(stats.size),
+    type: stats.type === 'directory' ? 'dir' : stats.type === 'file' ? 'file' : 'OS.unix=other',
+    size: stats.type === 'directory' ? undefined : String(stats.size),
     modify: mlstTime(stats.mtime),
     perm: perm(stats, readOnly),
   };
@@ -32,7 +33,7 @@ export function mlsxLine(stats: NamedStats, name: string, facts: readonly MlstFa
     .filter((f) => values[f] !== undefined)
     .map((f) => `${f}=${values[f]};`)
     .join('');
-  return `${text} ${name}`;
+  return `${text} ${listingName(name)}`;
 }
 
 /** The FEAT line for MLST: every offered fact, `*` marking the selected ones. */

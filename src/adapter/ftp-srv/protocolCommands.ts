@@ -1,5 +1,5 @@
-import { FsError } from '../../storage/FsError.js';
-import { fsOf } from './connectionFs.js';
+import { ReplyError } from './replyError.js';
+import { fileSessionOf } from './connectionFs.js';
 import { commandRegistry, type CommandEntry, type FtpConnection } from './internals.js';
 import { formatListLine } from './listFormat.js';
 import { MLST_FACTS, mlstFeature, mlstTime, type MlstFact } from './mlsxFacts.js';
@@ -23,7 +23,7 @@ async function answer(connection: FtpConnection, run: () => Promise<void>): Prom
 }
 
 function requireArg(arg: string | null, verb: string, what: string): string {
-  if (!arg) throw new FsError(501, `${verb} needs ${what}`);
+  if (!arg) throw new ReplyError(501, `${verb} needs ${what}`);
   return arg;
 }
 
@@ -87,11 +87,10 @@ export const protocolCommands: CommandEntry[] = [
         );
       }
       return answer(this, async () => {
-        const fs = fsOf(this);
-        const stats = await fs.get(command.arg);
-        const lines = stats.isDirectory() ? (await fs.list(command.arg)).map((e) => formatListLine(e)) : [formatListLine(stats)];
-        const code = stats.isDirectory() ? 212 : 213;
-        await this.reply(code, `Status of ${fs.resolveClientPath(command.arg)}:`, ...lines.map((l) => ({ raw: true, message: ` ${l}` })), 'End of status');
+        const { path, entry, entries } = await fileSessionOf(this).list(command.arg);
+        const lines = entries.map((e) => formatListLine(e));
+        const code = entry.type === 'directory' ? 212 : 213;
+        await this.reply(code, `Status of ${path}:`, ...lines.map((l) => ({ raw: true, message: ` ${l}` })), 'End of status');
       });
     },
     syntax: '{{cmd}} [<path>]',
@@ -119,8 +118,8 @@ export const protocolCommands: CommandEntry[] = [
     directive: 'MDTM',
     handler(this: FtpConnection, { command }) {
       return answer(this, async () => {
-        const stats = await fsOf(this).get(requireArg(command.arg, 'MDTM', 'a file name'));
-        await this.reply(213, mlstTime(stats.mtime).slice(0, 14));
+        const { entry } = await fileSessionOf(this).stat(requireArg(command.arg, 'MDTM', 'a file name'));
+        await this.reply(213, mlstTime(entry.mtime).slice(0, 14));
       });
     },
     syntax: '{{cmd}} <path>',
@@ -131,7 +130,7 @@ export const protocolCommands: CommandEntry[] = [
     directive: ['CWD', 'XCWD'],
     handler(this: FtpConnection, { command }) {
       return answer(this, async () => {
-        const path = await fsOf(this).chdir(requireArg(command.arg, 'CWD', 'a directory'));
+        const path = await fileSessionOf(this).chdir(requireArg(command.arg, 'CWD', 'a directory'));
         await this.reply(250, `Directory changed to ${quotePath(path)}`);
       });
     },
@@ -142,7 +141,7 @@ export const protocolCommands: CommandEntry[] = [
     directive: ['CDUP', 'XCUP'],
     handler(this: FtpConnection) {
       return answer(this, async () => {
-        const path = await fsOf(this).chdir('..');
+        const path = await fileSessionOf(this).chdir('..');
         await this.reply(250, `Directory changed to ${quotePath(path)}`);
       });
     },
@@ -152,7 +151,7 @@ export const protocolCommands: CommandEntry[] = [
   {
     directive: ['PWD', 'XPWD'],
     handler(this: FtpConnection) {
-      return this.reply(257, `${quotePath(fsOf(this).currentDirectory())} is the current directory`);
+      return this.reply(257, `${quotePath(fileSessionOf(this).currentDirectory())} is the current directory`);
     },
     syntax: '{{cmd}}',
     description: 'Print the working directory',

@@ -1,9 +1,7 @@
-import { FsError } from '../../storage/FsError.js';
 import { encodePreview, PREVIEW_LIMIT } from '../../preview/previewFormat.js';
 import { commandRegistry, type CommandEntry, type FtpConnection, type ReplyLetter } from './internals.js';
-import { describeFailure } from './replyError.js';
-import { sessionOf } from './Session.js';
-import { fsOf } from './connectionFs.js';
+import { describeFailure, ReplyError } from './replyError.js';
+import { fileSessionOf } from './connectionFs.js';
 
 /** SITE sub-commands with their HELP text. */
 const SITE_HELP = [
@@ -13,26 +11,19 @@ const SITE_HELP = [
 
 /** SITE VIEW <file>: a multi-line 200 reply in the preview format (see previewFormat.ts). */
 async function siteView(connection: FtpConnection, arg: string): Promise<void> {
-  const session = sessionOf(connection);
-  const started = Date.now();
-  let path = arg;
   try {
-    if (!arg) throw new FsError(501, 'SITE VIEW needs a file name: SITE VIEW <file>');
-    path = fsOf(connection).resolveClientPath(arg);
-    const { head, size } = await fsOf(connection).readHead(arg, PREVIEW_LIMIT);
+    if (!arg) throw new ReplyError(501, 'SITE VIEW needs a file name: SITE VIEW <file>');
+    const { head, size } = await fileSessionOf(connection).preview(arg, PREVIEW_LIMIT);
     const letters: ReplyLetter[] = encodePreview(head, size).map((line) => (line.raw ? { raw: true, message: line.text } : line.text));
-    session?.audit({ action: 'view', path, bytes: head.length, durationMs: Date.now() - started, result: 'ok', code: 200 });
     await connection.reply(200, ...letters);
   } catch (err) {
     const { code, message } = describeFailure(err, 550);
-    session?.audit({ action: 'view', path, durationMs: Date.now() - started, result: 'failed', code, reason: message });
     await connection.reply(code, message);
   }
 }
 
 /** SITE CHMOD <mode> <file>. */
 async function siteChmod(connection: FtpConnection, arg: string): Promise<void> {
-  const session = sessionOf(connection);
   const match = /^([0-7]{3,4})\s+(.+)$/.exec(arg);
   if (!match) {
     await connection.reply(501, 'Usage: SITE CHMOD <octal mode> <file>, e.g. SITE CHMOD 644 notes.txt');
@@ -40,12 +31,10 @@ async function siteChmod(connection: FtpConnection, arg: string): Promise<void> 
   }
   const [, mode, file] = match as unknown as [string, string, string];
   try {
-    const path = await fsOf(connection).chmod(file, parseInt(mode, 8));
-    session?.audit({ action: 'chmod', path, result: 'ok', code: 200 });
+    const path = await fileSessionOf(connection).chmod(file, parseInt(mode, 8));
     await connection.reply(200, `Mode of ${path} set to ${mode}`);
   } catch (err) {
     const { code, message } = describeFailure(err, 550);
-    session?.audit({ action: 'chmod', path: file, result: 'failed', code, reason: message });
     await connection.reply(code, message);
   }
 }

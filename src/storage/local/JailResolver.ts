@@ -1,7 +1,8 @@
 import { constants, type Stats } from 'node:fs';
 import { lstat, open, readlink, type FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { FsError, toFsError } from './FsError.js';
+import { StorageError } from '../StorageBackend.js';
+import { denied, fromErrno } from './errnoErrors.js';
 
 /** Linux's O_PATH: a handle that names a directory without opening it for reading. */
 export const O_PATH = 0o10000000;
@@ -85,11 +86,11 @@ export class JailResolver {
           next = await open(here.at(name), DIR_FLAGS);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
-          if (code !== 'ENOTDIR' && code !== 'ELOOP') throw toFsError(err, clientPath);
+          if (code !== 'ENOTDIR' && code !== 'ELOOP') throw fromErrno(err, clientPath);
           const stats = await lstat(here.at(name)).catch((e: unknown) => {
-            throw toFsError(e, clientPath);
+            throw fromErrno(e, clientPath);
           });
-          if (!stats.isSymbolicLink()) throw new FsError(550, `${clientPath}: Not a directory`);
+          if (!stats.isSymbolicLink()) throw new StorageError('not-a-directory', `${clientPath}: Not a directory`);
           if (++hops > MAX_LINK_HOPS) throw denied(clientPath);
           const target = await readlink(here.at(name)).catch(() => {
             throw denied(clientPath);
@@ -130,7 +131,7 @@ export class JailResolver {
         try {
           stats = await lstat(dir.at(name));
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toFsError(err, clientPath);
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromErrno(err, clientPath);
         }
         const resolved = posix.join(dir.clientPath, name);
         if (!stats?.isSymbolicLink() || !followFinal) return { dir, name, clientPath: resolved, lstats: stats };
@@ -151,7 +152,7 @@ export class JailResolver {
   async assertLinkInside(located: Located, clientPath: string): Promise<void> {
     if (!located.lstats?.isSymbolicLink()) return;
     const followed = await this.locate(located.clientPath, { followFinal: true }).catch((err: unknown) => {
-      throw err instanceof FsError && err.code === 550 ? denied(clientPath) : err;
+      throw err instanceof StorageError && err.kind !== 'unavailable' && err.kind !== 'io' ? denied(clientPath) : err;
     });
     await followed.dir.close();
   }
@@ -173,7 +174,7 @@ export class JailResolver {
     try {
       return await open(this.root, DIR_FLAGS);
     } catch (err) {
-      throw new FsError(550, `${clientPath}: Home folder unavailable (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw new StorageError('unavailable', `${clientPath}: Home folder unavailable (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   }
 }
@@ -184,6 +185,3 @@ function segments(path: string): string[] {
 }
 
 /** The refusal for anything that leads outside the jail (same text whatever is outside). */
-export function denied(clientPath: string): FsError {
-  return new FsError(550, `${clientPath}: Permission denied`);
-}

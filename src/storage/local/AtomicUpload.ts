@@ -1,7 +1,7 @@
 import { constants, type Stats } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { FsError } from './FsError.js';
+import { StorageError, type WriteSink } from '../StorageBackend.js';
 import { newJournalName, newTempName, type AppendJournal } from './hiddenTemp.js';
 import type { HeldDirectory } from './JailResolver.js';
 
@@ -30,32 +30,29 @@ interface UploadTarget {
 }
 
 /**
- * A writable stream that uploads atomically. New content goes to a hidden temporary in the
+ * The local-disk WriteSink: a writable stream that uploads atomically. New content goes to a hidden temporary in the
  * target's directory, fsynced and renamed over the target only when the stream finishes;
  * an append (APPE, or REST at the current end + STOR) writes in place after journalling the
  * old size, so its cost is the appended bytes, not the file's size. Destroying the stream
  * (error, abort, shutdown) removes the temporary or truncates the append back, leaving the
  * target as it was. The directory is held by descriptor for the whole upload, so renaming
  * or removing it meanwhile never leaves a temporary behind. 'finish' fires only after the
- * commit, so a success reply sent on 'finish' means the new content is visible.
+ * commit, which the caller requests with commit() after the stream has finished; abort()
+ * (or destroying the stream) discards.
  */
-export class AtomicUpload extends Writable {
+export class AtomicUpload extends Writable implements WriteSink {
   private position: number;
   private committed = false;
   /** Bytes received from the client (not counting content kept from the old file). */
   bytesReceived = 0;
-  /**
-   * Last check before the commit; a rejection discards the upload instead. The transfer
-   * uses it to confirm the data connection really ended normally.
-   */
-  beforeCommit: (() => Promise<void>) | undefined;
 
   private constructor(
     private readonly target: UploadTarget,
     private readonly dir: HeldDirectory,
     startPosition: number,
   ) {
-    super({ highWaterMark: 1 << 20, decodeStrings: true });
+    // No autoDestroy: finishing the stream must not discard it before commit() is called.
+    super({ highWaterMark: 1 << 20, decodeStrings: true, autoDestroy: false });
     this.position = startPosition;
   }
 
@@ -68,7 +65,7 @@ export class AtomicUpload extends Writable {
     try {
       const resumeAt = mode.resumeAt ?? 0;
       if (resumeAt > 0 && (existing === undefined || resumeAt > existing.size)) {
-        throw new FsError(554, `Restart offset ${resumeAt} is beyond the end of the file (${existing?.size ?? 0} bytes)`);
+        throw new StorageError('bad-offset', `Restart offset ${resumeAt} is beyond the end of the file (${existing?.size ?? 0} bytes)`);
       }
       if (existing && (mode.append || (resumeAt > 0 && resumeAt === existing.size))) {
         const target = await appendInPlace(dir, name, clientPath, existing);
@@ -102,17 +99,41 @@ export class AtomicUpload extends Writable {
     this.bytesReceived += total;
   }
 
-  override _final(callback: (error?: Error | null) => void): void {
-    (async () => {
-      await this.beforeCommit?.();
+  /** The stream the upload's bytes are written into (this object). */
+  get stream(): Writable {
+    return this;
+  }
+
+  /** Bytes written so far (WriteSink). */
+  get bytesWritten(): number {
+    return this.bytesReceived;
+  }
+
+  /** Publishes the upload, durably; the stream must have finished. */
+  async commit(): Promise<void> {
+    if (!this.writableFinished) throw new StorageError('io', 'The upload was not finished before its commit');
+    if (this.destroyed) throw new StorageError('io', 'The upload was discarded before its commit');
+    try {
       await this.target.commit();
       this.committed = true;
-      await this.dir.close();
-    })().then(() => callback(), callback);
+    } finally {
+      if (!this.committed) await this.abort();
+    }
+    this.destroy(); // releases the stream; _destroy keeps a committed upload
+  }
+
+  /** Discards the upload and waits until the temporary is gone (or the append undone). */
+  async abort(): Promise<void> {
+    if (this.committed) return;
+    if (!this.destroyed) this.destroy();
+    if (!this.closed) await new Promise<void>((resolve) => this.once('close', () => resolve()));
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (this.committed) return callback(error);
+    if (this.committed) {
+      this.dir.close().then(() => callback(error), () => callback(error));
+      return;
+    }
     this.target
       .discard()
       .catch(() => undefined)
@@ -153,11 +174,11 @@ async function replaceViaTemp(dir: HeldDirectory, name: string, clientPath: stri
 async function copyHead(dir: HeldDirectory, name: string, clientPath: string, into: FileHandle, bytes: number): Promise<void> {
   const source = await open(dir.at(name), constants.O_RDONLY | EXISTING_FILE);
   try {
-    if (!(await source.stat()).isFile()) throw new FsError(550, `${clientPath}: Not a regular file`);
+    if (!(await source.stat()).isFile()) throw new StorageError('not-a-file', `${clientPath}: Not a regular file`);
     const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK, bytes));
     for (let done = 0; done < bytes; ) {
       const { bytesRead } = await source.read(buffer, 0, Math.min(buffer.length, bytes - done), done);
-      if (bytesRead === 0) throw new FsError(554, 'The file shrank while resuming; start the upload again');
+      if (bytesRead === 0) throw new StorageError('bad-offset', 'The file shrank while resuming; start the upload again');
       await into.write(buffer, 0, bytesRead, done);
       done += bytesRead;
     }
@@ -178,11 +199,11 @@ async function appendInPlace(dir: HeldDirectory, name: string, clientPath: strin
   let journal: string | undefined;
   try {
     const stats = await handle.stat();
-    if (!stats.isFile() || stats.ino !== existing.ino) throw new FsError(550, `${clientPath}: Not a regular file`);
+    if (!stats.isFile() || stats.ino !== existing.ino) throw new StorageError('not-a-file', `${clientPath}: Not a regular file`);
     key = `${stats.dev}:${stats.ino}`;
     if (appending.has(key)) {
       key = undefined;
-      throw new FsError(450, `${clientPath}: Another upload is appending to this file; try again when it has finished`);
+      throw new StorageError('busy', `${clientPath}: Another upload is appending to this file; try again when it has finished`);
     }
     appending.add(key);
     journal = newJournalName();

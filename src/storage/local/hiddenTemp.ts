@@ -2,27 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-
-/**
- * Uploads are written to a hidden temporary file next to their target and renamed over
- * it only when complete; an append in place keeps an undo journal beside its file. Both
- * carry this prefix.
- */
-export const TEMP_PREFIX = '.dfos-upload-';
+import { TEMP_PREFIX } from '../reservedNames.js';
 
 /** Names of DFOS's own leftovers: a temporary (`.part`) or an append journal (`.undo`). */
 const GENERATED = /^\.dfos-upload-.*\.(part|undo)$/;
-
-/**
- * The one rule for reserved names: a name whose NFKC form, case-folded, starts with
- * TEMP_PREFIX (so `.DFOS-UPLOAD-x` and a full-width `．dfos-upload-x` count too). A
- * reserved name is refused in every client path, never listed, and a directory holding
- * only reserved entries is empty for RMD. Only names DFOS generated (GENERATED) are ever
- * removed by the startup sweep.
- */
-export function isReservedName(name: string): boolean {
-  return name.normalize('NFKC').toLowerCase().startsWith(TEMP_PREFIX);
-}
 
 /** A fresh unique temporary file name for an upload into some directory. */
 export function newTempName(): string {

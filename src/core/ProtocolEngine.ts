@@ -1,0 +1,51 @@
+import type { DescribeOutcome, FileSession } from './FileSession.js';
+import type { SessionIdentity } from './SessionAudit.js';
+
+/**
+ * What the server lifecycle (start, drain, stop) needs from a protocol engine, so that it
+ * depends on this interface and never on the FTP library behind it. The FTP engine lives
+ * in src/adapter/ftp-srv/; another protocol would be another implementation.
+ */
+export interface ProtocolEngine {
+  /** Starts listening; resolves with the bound address (port 0 picks a free port). */
+  listen(): Promise<{ address: string; port: number }>;
+  /** Stops accepting new connections; existing sessions continue. */
+  stopAccepting(): void;
+  /** Connections currently open. */
+  sessions(): EngineSession[];
+  /** Resolves when no session is left, or after `timeoutMs`, with how many remain. */
+  waitForSessions(timeoutMs: number): Promise<number>;
+  /** Cuts every remaining connection at once (last resort after the drain). */
+  destroyAll(): void;
+}
+
+/** One open connection as the lifecycle sees it. */
+export interface EngineSession extends SessionIdentity {
+  /** When the connection opened (ms since the epoch). */
+  readonly startedAt: number;
+  /** The logged-in user, if any. */
+  readonly user: string | undefined;
+  /** A transfer is running (the drain waits for it). */
+  readonly busy: boolean;
+  /** How the session ended, for the logout record (set once it has). */
+  readonly ending: { code?: number; reason: string } | undefined;
+  /** The server is shutting down: close at once if idle, else after the running transfer. */
+  drain(message: string): Promise<void>;
+  /** Cuts the running transfer (the client is told why). */
+  abortTransfer(reason: string): void;
+  /** Closes the connection, telling the client why. */
+  close(message: string): Promise<void>;
+}
+
+/** What an engine asks of the server. */
+export interface EngineHooks {
+  /**
+   * Checks credentials and returns the session's FileSession. Rejects with a StorageError
+   * of kind 'denied' for wrong credentials (the same answer whatever the reason) or
+   * 'unavailable' when the server cannot serve this login (e.g. its home is unusable).
+   * `describe` tells the core how this protocol reports outcomes (for audit records).
+   */
+  login(session: EngineSession, username: string, password: string, describe: DescribeOutcome): Promise<FileSession>;
+  /** Called once when a connection has closed. */
+  onSessionClosed(session: EngineSession): void;
+}
