@@ -65,10 +65,12 @@ export function installCommandDispatch(): void {
     try {
       await originalHandle.call(this, command);
     } catch (err) {
-      session.context.log.warn('Command handler failed', {
+      // A handler that throws is a bug: log it once with its stack, the client gets 451.
+      session.context.log.error('Command handler failed', {
         session: session.id,
+        user: session.user,
         directive: command.directive,
-        err: err instanceof Error ? err.message : String(err),
+        err: err instanceof Error ? err.stack ?? err.message : String(err),
       });
     } finally {
       if (isData) session.endTransfer();

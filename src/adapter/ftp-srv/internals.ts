@@ -136,10 +136,3 @@ export const commandRegistry = load<Record<string, CommandEntry>>(
   (m) => typeof m === 'object' && typeof m.STOR?.handler === 'function' && typeof m.SITE?.handler === 'function',
   'command registry',
 );
-
-/** ftp-srv's default list-line formatter (`ls` style). */
-export const formatFileStat = load<(stat: unknown, format?: string) => string>(
-  'ftp-srv/src/helpers/file-stat.js',
-  (m) => typeof m === 'function',
-  'file-stat helper',
-);

@@ -1,6 +1,5 @@
 import type { AuditAction } from '../../logging/AuditLog.js';
 import { StorageError, type StorageErrorKind } from '../../storage/StorageBackend.js';
-import type { FtpConnection } from './internals.js';
 
 /**
  * A refusal decided by the FTP layer itself (command sequence, data connection, argument
@@ -69,11 +68,4 @@ export function describeOutcome(action: AuditAction, error: unknown, transferFai
   if (action === 'login') return { code: error instanceof StorageError && error.kind === 'unavailable' ? 421 : 530, reason: error instanceof Error ? error.message : String(error) };
   const failure = transferFailure && !(error instanceof StorageError) && !(error instanceof ReplyError) ? transferFailure(error) : describeFailure(error, action === 'upload' || action === 'download' ? 451 : 550);
   return { code: failure.code, reason: failure.message };
-}
-
-/** Sends the one reply for a failed command and returns its code. */
-export async function replyFailure(connection: FtpConnection, err: unknown, fallbackCode = 451): Promise<number> {
-  const { code, message } = describeFailure(err, fallbackCode);
-  await connection.reply(code, message);
-  return code;
 }
