@@ -36,7 +36,14 @@ export const serverConfigSchema = z
       .string()
       .refine((h) => isIP(h) === 4, 'pasv-address must be an IPv4 address such as 203.0.113.7')
       .optional(),
-    storage: z.string().min(1, 'storage must be a directory path').default('./server_storage'),
+    /** A directory, or `s3://BUCKET[/PREFIX]` for an S3 bucket. */
+    storage: z.string().min(1, 'storage must be a directory path or s3://BUCKET[/PREFIX]').default('./server_storage'),
+    /** S3 endpoint URL (Ceph RGW, MinIO…); path-style addressing when given. Default: AWS. */
+    s3Endpoint: z
+      .string()
+      .refine((u) => /^https?:\/\/[^/\s]+/.test(u), 's3-endpoint must be an http:// or https:// URL such as http://127.0.0.1:7480')
+      .optional(),
+    s3Region: z.string().min(1, 's3-region must be a region name such as us-east-1').default('us-east-1'),
     users: z.string().min(1, 'users must be a file path').default('./users.json'),
     logDir: z.string().min(1, 'log-dir must be a directory path').default('./logs'),
     logLevel: z.enum(LOG_LEVELS, { error: `log-level must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
