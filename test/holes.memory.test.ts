@@ -151,14 +151,14 @@ test.serial('100,000 pipelined NOOPs on one connection: bounded buffers and RSS,
   t.true(grew < 100, `RSS grew ${grew.toFixed(1)} MiB during the flood (bound 100 MiB)`);
 });
 
-test.serial('50 connections each pipelining 5,000 NOOPs before login: bounded per session and in total, new clients served, every reply delivered', async (t) => {
+test.serial('50 connections each pipelining 2,000 NOOPs before login: bounded per session and in total, new clients served, every reply delivered', async (t) => {
   // No login timeout: on a loaded machine the floods may take longer than its 60 s, and a
   // flood cut by 421 would prove nothing about memory.
   const ts = await startTestServer({ config: { loginTimeout: 0 } });
   t.teardown(() => ts.stop());
   await warmUp(ts);
   const conns = 50;
-  const count = 5_000;
+  const count = 2_000;
   const payload = floodPayload(count);
   const heapBefore = retained();
   const before = process.memoryUsage.rss();
@@ -176,7 +176,7 @@ test.serial('50 connections each pipelining 5,000 NOOPs before login: bounded pe
   t.log(`replies sent when the new client had logged in: ${total()} of ${conns * (count + 2)}`);
   t.true(total() < conns * (count + 2), 'the floods were still in progress');
 
-  const done = await Promise.all(floods.map((f) => f.finished(90_000)));
+  const done = await Promise.all(floods.map((f) => f.finished(120_000)));
   const peak = watch.stop();
   t.is(done.filter(Boolean).length, conns, 'every flood got all its replies');
   t.deepEqual(floods.map((f) => f.unexpected).filter(Boolean), [], 'no unexpected reply');

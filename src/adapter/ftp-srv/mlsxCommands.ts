@@ -20,7 +20,7 @@ export const mlsxCommands: CommandEntry[] = [
         const { path, entry, entries } = await fileSessionOf(this).list(command.arg ?? '.');
         if (entry.type !== 'directory') throw new ReplyError(501, `${path}: Not a directory (use MLST for a file)`);
         const facts = session?.mlstFacts ?? [];
-        const text = entries.map((e) => `${mlsxLine(e, e.name, facts, isReadOnly(this))}\r\n`).join('');
+        const text = entries.map((e) => `${mlsxLine(e, e.name, facts, isReadOnly(this), fileSessionOf(this).capabilities.append)}\r\n`).join('');
         await sendListing(this, 'MLSD listing', text, entries.length);
       } catch (err) {
         const { code, message } = err instanceof StorageError || err instanceof ReplyError ? describeFailure(err) : { code: 426, message: 'Connection closed; transfer aborted' };
@@ -37,7 +37,7 @@ export const mlsxCommands: CommandEntry[] = [
     async handler(this: FtpConnection, { command }) {
       try {
         const { path, entry } = await fileSessionOf(this).stat(command.arg ?? '.');
-        const line = mlsxLine(entry, path, sessionOf(this)?.mlstFacts ?? [], isReadOnly(this));
+        const line = mlsxLine(entry, path, sessionOf(this)?.mlstFacts ?? [], isReadOnly(this), fileSessionOf(this).capabilities.append);
         await this.reply(250, `Listing ${path}`, { raw: true, message: ` ${line}` }, 'End');
       } catch (err) {
         const { code, message } = describeFailure(err, 550);

@@ -13,21 +13,21 @@ export function mlstTime(date: Date): string {
 
 /**
  * The `perm` fact: what this login may do with the entry. Files: r (RETR), w (STOR),
- * a (APPE), d (DELE), f (RNFR). Directories: e (CWD), l (LIST), c (STOR inside),
+ * a (APPE, where the storage can append), d (DELE), f (RNFR). Directories: e (CWD), l (LIST), c (STOR inside),
  * m (MKD inside), p (delete contents), d (RMD), f (RNFR). Read-only logins get r / el.
  */
-function perm(stats: StorageEntry, readOnly: boolean): string {
+function perm(stats: StorageEntry, readOnly: boolean, canAppend: boolean): string {
   if (stats.type === 'directory') return readOnly ? 'el' : 'elcmpdf';
-  return readOnly ? 'r' : 'rwadf';
+  return readOnly ? 'r' : canAppend ? 'rwadf' : 'rwdf';
 }
 
 /** One MLSD/MLST entry: `fact=value;…; name` with the selected facts. */
-export function mlsxLine(stats: StorageEntry, name: string, facts: readonly MlstFact[], readOnly: boolean): string {
+export function mlsxLine(stats: StorageEntry, name: string, facts: readonly MlstFact[], readOnly: boolean, canAppend = true): string {
   const values: Record<MlstFact, string | undefined> = {
     type: stats.type === 'directory' ? 'dir' : stats.type === 'file' ? 'file' : 'OS.unix=other',
     size: stats.type === 'directory' ? undefined : String(stats.size),
     modify: mlstTime(stats.mtime),
-    perm: perm(stats, readOnly),
+    perm: perm(stats, readOnly, canAppend),
   };
   const text = facts
     .filter((f) => values[f] !== undefined)
