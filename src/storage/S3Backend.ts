@@ -217,7 +217,7 @@ export class S3Backend implements StorageBackend {
     } catch (err) {
       if (!isNotFound(err)) throw toStorageError(err, '/');
       try {
-        await this.client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: root, Body: '' }));
+        await this.client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: root, Body: new Uint8Array(0), ContentLength: 0 }));
       } catch (putErr) {
         throw toStorageError(putErr, '/');
       }

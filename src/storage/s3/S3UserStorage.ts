@@ -255,7 +255,7 @@ export class S3UserStorage implements UserStorage {
       await this.requireDirectory(this.parentOf(path));
       if ((await this.lookup(path)) !== undefined) throw new StorageError('exists', `${path}: Already exists`);
       await this.options.client.send(
-        new PutObjectCommand({ Bucket: this.options.bucket, Key: this.dirKey(path), Body: '' }),
+        new PutObjectCommand({ Bucket: this.options.bucket, Key: this.dirKey(path), Body: new Uint8Array(0), ContentLength: 0 }),
       );
     } catch (err) {
       throw toStorageError(err, path);
