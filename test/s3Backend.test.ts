@@ -148,7 +148,7 @@ test.serial('start() with wrong credentials says access was denied in one line',
   });
   backends.push(b);
   const err = await within(30_000, 'start()', t.throwsAsync(b.start()));
-  t.regex(err?.message ?? '', /^S3 denied access to bucket "dfos-test" at http:\S+ \(InvalidAccessKeyId\); check AWS_ACCESS_KEY_ID/);
+  t.regex(err?.message ?? '', /^S3 denied access to bucket "dfos-test" at http:\S+ \((InvalidAccessKeyId|HTTP 403)\); check AWS_ACCESS_KEY_ID/);
   t.false((err?.message ?? '').includes('\n'));
 });
 

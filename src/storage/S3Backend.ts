@@ -166,7 +166,8 @@ export class S3Backend implements StorageBackend {
       return `S3 bucket "${bucket}" does not exist at ${this.where}; create it or fix --storage`;
     }
     if (status === 403 || status === 401 || code === 'AccessDenied' || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch') {
-      return `S3 denied access to bucket "${bucket}" at ${this.where} (${code}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and the bucket's policy`;
+      const why = code === 'Unknown' || code === 'Error' ? `HTTP ${status}` : code; // HEAD answers have no error body
+      return `S3 denied access to bucket "${bucket}" at ${this.where} (${why}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and the bucket's policy`;
     }
     if (code === 'CredentialsProviderError') {
       return `no S3 credentials found for bucket "${bucket}"; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)`;
