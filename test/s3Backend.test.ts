@@ -439,10 +439,12 @@ test.serial('S3 going away mid-session gives a StorageError naming only the clie
   t.notRegex(commitErr?.message ?? '', /127\.0\.0\.1|dfos-test|srv\//);
 });
 
-test.serial('an endpoint that accepts but never answers fails an operation within 60 s (request timeouts)', async (t) => {
+test.serial('an endpoint that accepts but never answers fails a request and an upload within 60 s (timeouts)', async (t) => {
   const p = await proxy(new URL(ceph.endpoint));
   const b = await backend({ endpoint: `http://127.0.0.1:${p.port}` });
   const home = await b.openHome('hole');
+  const sink = await home.openWrite('/up.bin');
+  sink.stream.on('error', () => undefined);
   await p.cut();
   // A black hole on the same port: accepts connections, reads nothing back.
   const held: Socket[] = [];
@@ -450,8 +452,14 @@ test.serial('an endpoint that accepts but never answers fails an operation withi
   hole.listen(p.port, '127.0.0.1');
   await once(hole, 'listening');
   try {
-    const err = await within(60_000, 'stat on a black hole', t.throwsAsync(home.stat('/x')));
-    t.true(err instanceof StorageError && err.kind === 'unavailable', String(err));
+    await writeAll(sink, Buffer.from('bytes'), true);
+    // A metadata request (time-bounded) and an upload (idle-bounded) at once.
+    const [statErr, commitErr] = await Promise.all([
+      within(60_000, 'stat on a black hole', t.throwsAsync(home.stat('/x'))),
+      within(60_000, 'commit on a black hole', t.throwsAsync(sink.commit())),
+    ]);
+    t.true(statErr instanceof StorageError && statErr.kind === 'unavailable', String(statErr));
+    t.true(commitErr instanceof StorageError && commitErr.kind === 'unavailable', String(commitErr));
   } finally {
     for (const s of held) s.destroy();
     hole.close();

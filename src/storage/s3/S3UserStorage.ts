@@ -23,6 +23,8 @@ import { S3WriteSink } from './S3WriteSink.js';
 /** What one user's storage needs from the backend. */
 export interface S3UserStorageOptions {
   client: S3Client;
+  /** The client for upload parts (idle-bounded rather than time-bounded). */
+  uploadClient: S3Client;
   bucket: string;
   /** The user's root key, ending in '/' (`PREFIX/alice/`). */
   root: string;
@@ -239,7 +241,7 @@ export class S3UserStorage implements UserStorage {
       throw toStorageError(err, path);
     }
     return new S3WriteSink({
-      client: this.options.client,
+      client: this.options.uploadClient,
       bucket: this.options.bucket,
       key: this.fileKey(path),
       clientPath: path,
