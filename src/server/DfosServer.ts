@@ -132,6 +132,7 @@ export class DfosServer {
       left = await this.engine.waitForSessions(ABORT_SETTLE_MS);
     }
     this.engine.destroyAll();
+    await this.storage.close();
     log.info('Shutdown complete', { forced: left });
     await this.loggers.close();
   }

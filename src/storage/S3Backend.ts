@@ -188,7 +188,7 @@ export class S3Backend implements StorageBackend {
       return `no S3 credentials found for bucket "${bucket}"; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)`;
     }
     if (isNetworkError(err)) {
-      return `S3 endpoint ${this.where} is unreachable (${code}); start the S3 service or fix the endpoint`;
+      return `S3 endpoint ${this.where} is unreachable (${code}); start the S3 service or fix --s3-endpoint`;
     }
     return `S3 bucket "${bucket}" at ${this.where} failed its check (${code}${status !== undefined ? `, HTTP ${status}` : ''}); fix the S3 settings`;
   }
@@ -222,6 +222,10 @@ export class S3Backend implements StorageBackend {
     }
   }
 
+  homeLocation(user: string): string {
+    return `s3://${this.options.bucket}/${this.prefixKey}${user}/ at ${this.where}`;
+  }
+
   /** The user's storage under `PREFIX/<user>/`; creates the home marker if missing. */
   async openHome(user: string): Promise<UserStorage> {
     if (user === '' || user === '.' || user === '..' || user.includes('/') || /[\0-\x1f\x7f]/.test(user)) {
@@ -231,11 +235,11 @@ export class S3Backend implements StorageBackend {
     try {
       await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: root }));
     } catch (err) {
-      if (!isNotFound(err)) throw toStorageError(err, '/');
+      if (!isNotFound(err)) throw homeUnavailable(err);
       try {
         await this.client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: root, Body: new Uint8Array(0), ContentLength: 0 }));
       } catch (putErr) {
-        throw toStorageError(putErr, '/');
+        throw homeUnavailable(putErr);
       }
     }
     return new S3UserStorage({
@@ -255,4 +259,9 @@ export class S3Backend implements StorageBackend {
     this.client.destroy();
     this.uploadClient.destroy();
   }
+}
+
+/** A home that S3 could not check or create: the login is refused as unavailable (cause kept for the log). */
+function homeUnavailable(err: unknown): StorageError {
+  return new StorageError('unavailable', `Home folder unavailable (${toStorageError(err, '/').kind})`, { cause: err });
 }

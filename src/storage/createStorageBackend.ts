@@ -1,8 +1,17 @@
 import type { ServerConfig } from '../config/serverConfig.js';
 import { LocalBackend } from './LocalBackend.js';
+import { parseS3Url, S3Backend } from './S3Backend.js';
 import type { StorageBackend } from './StorageBackend.js';
 
-/** The backend `--storage` selects: a local folder (the default). */
-export function createStorageBackend(config: Pick<ServerConfig, 'storage'>): StorageBackend {
+/**
+ * The backend `--storage` selects: `s3://BUCKET[/PREFIX]` an S3 bucket (with
+ * `--s3-endpoint` and `--s3-region`; credentials from the SDK's standard chain), anything
+ * else a local folder.
+ */
+export function createStorageBackend(config: Pick<ServerConfig, 'storage' | 's3Endpoint' | 's3Region'>): StorageBackend {
+  if (config.storage.startsWith('s3://')) {
+    const { bucket, prefix } = parseS3Url(config.storage);
+    return new S3Backend({ bucket, prefix, endpoint: config.s3Endpoint, region: config.s3Region });
+  }
   return new LocalBackend({ root: config.storage });
 }
