@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import test from 'ava';
 import {
   CreateMultipartUploadCommand,
+  GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
@@ -13,14 +14,22 @@ import {
 import { S3Backend, parseS3Url, type S3BackendOptions } from '../src/storage/S3Backend.js';
 import { StorageError, type ReadHandle, type UserStorage, type WriteSink } from '../src/storage/StorageBackend.js';
 import { freePort, startCephRgw, type CephRgw } from './helpers/ceph.js';
+import { storageContract } from './helpers/storageContract.js';
+import type { TestServer } from './helpers/testServer.js';
+import { rawLogin, startDataCommand, waitFor, writeData } from './helpers/interop.js';
+import { spawnServer } from './helpers/serverProcess.js';
 
 /**
- * The S3 backend against a real Ceph RGW (booted once for this file, ~15-40 s). Every test
- * uses its own user, so tests never see each other's keys; they run serially because start() aborts
- * every unfinished upload under the prefix, including another test's.
+ * The S3 backend against a real Ceph RGW (booted once for this file, ~15-40 s): first the
+ * backend on its own, then the storage contract (test/helpers/storageContract.ts) through
+ * real servers. Every backend test uses its own user, so tests never see each other's
+ * keys; they run serially because start() aborts every unfinished upload under the
+ * prefix, including another test's. Each contract server gets its own prefix in its own
+ * bucket, so those run side by side.
  */
 
 const BUCKET = 'dfos-test';
+const CONTRACT_BUCKET = 'dfos-contract';
 const PREFIX = 'srv';
 const MIB = 1024 * 1024;
 let ceph: CephRgw;
@@ -33,6 +42,7 @@ test.before(async () => {
   process.env.AWS_SECRET_ACCESS_KEY = ceph.secretAccessKey;
   process.env.AWS_EC2_METADATA_DISABLED = 'true';
   await ceph.createBucket(BUCKET);
+  await ceph.createBucket(CONTRACT_BUCKET);
 });
 
 test.after.always(async () => {
@@ -136,7 +146,7 @@ test.serial('start() on a closed port says the endpoint is unreachable in one li
   const b = new S3Backend({ bucket: BUCKET, prefix: '', endpoint: `http://127.0.0.1:${port}` });
   backends.push(b);
   const err = await within(30_000, 'start()', t.throwsAsync(b.start()));
-  t.regex(err?.message ?? '', /^S3 endpoint http:\/\/127\.0\.0\.1:\d+ is unreachable \(ECONNREFUSED\); start the S3 service or fix the endpoint$/);
+  t.regex(err?.message ?? '', /^S3 endpoint http:\/\/127\.0\.0\.1:\d+ is unreachable \(ECONNREFUSED\); start the S3 service or fix --s3-endpoint$/);
 });
 
 test.serial('start() with wrong credentials says access was denied in one line', async (t) => {
@@ -464,4 +474,51 @@ test.serial('an endpoint that accepts but never answers fails a request and an u
     for (const s of held) s.destroy();
     hole.close();
   }
+});
+
+/** The key prefix a contract test server stores under. */
+function prefixOf(srv: TestServer): string {
+  return parseS3Url(srv.server.config.storage).prefix;
+}
+
+storageContract(test, 'S3 (Ceph RGW)', {
+  config: async () => ({ storage: `s3://${CONTRACT_BUCKET}/t-${randomBytes(6).toString('hex')}`, s3Endpoint: ceph.endpoint }),
+  capabilities: { atomicReplace: true, resume: false, append: false, chmod: false, renameDirectory: false },
+  async stored(srv, user, path) {
+    try {
+      const object = await ceph.client.send(new GetObjectCommand({ Bucket: CONTRACT_BUCKET, Key: `${prefixOf(srv)}/${user}${path}` }));
+      return Buffer.from(await object.Body!.transformToByteArray());
+    } catch (err) {
+      if ((err as { name?: string }).name === 'NoSuchKey') return undefined;
+      throw err;
+    }
+  },
+  async leftovers(srv) {
+    const page = await ceph.client.send(new ListMultipartUploadsCommand({ Bucket: CONTRACT_BUCKET, Prefix: `${prefixOf(srv)}/` }));
+    return (page.Uploads ?? []).map((u) => u.Key ?? '?');
+  },
+});
+
+test.serial('a server killed (-9) mid-upload leaves a multipart upload; the restarted server aborts it at start', async (t) => {
+  t.timeout(120_000);
+  const prefix = `crash-${randomBytes(4).toString('hex')}`;
+  const env = { AWS_ACCESS_KEY_ID: ceph.accessKeyId, AWS_SECRET_ACCESS_KEY: ceph.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' };
+  const args = ['--storage', `s3://${CONTRACT_BUCKET}/${prefix}`, '--s3-endpoint', ceph.endpoint];
+  const proc = await spawnServer({ args, env });
+  t.teardown(() => proc.cleanup());
+  const raw = await rawLogin(proc.port, 'alice', 'alice-pw');
+  t.teardown(() => raw.close());
+  const { data } = await startDataCommand(raw, 'STOR big.bin');
+  await writeData(data, randomBytes(24 * MIB)); // several 8 MiB parts
+  const pending = () => ceph.client.send(new ListMultipartUploadsCommand({ Bucket: CONTRACT_BUCKET, Prefix: `${prefix}/` })).then((p) => p.Uploads ?? []);
+  await waitFor('a multipart upload in progress', async () => ((await pending()).length > 0 ? true : undefined), 30_000);
+  proc.child.kill('SIGKILL');
+  await proc.waitExit(10_000);
+  data.destroy();
+  t.is((await pending()).length, 1, 'the killed server left its multipart upload');
+  const again = await spawnServer({ dirs: proc, args, env });
+  t.teardown(() => again.cleanup());
+  t.deepEqual(await pending(), [], 'the restarted server aborted it before serving');
+  const object = await ceph.client.send(new ListObjectsV2Command({ Bucket: CONTRACT_BUCKET, Prefix: `${prefix}/alice/big` }));
+  t.is(object.KeyCount ?? 0, 0, 'no partial object');
 });
