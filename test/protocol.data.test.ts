@@ -19,13 +19,12 @@ import {
   parsePasv,
   portArgument,
   probePort,
-  readToEnd,
-  REPLY_MS,
   startServer,
   waitRefused,
-  writeAndEnd,
 } from './helpers/protocolFixtures.js';
 import type { TestServer } from './helpers/testServer.js';
+import { readToEnd, writeAndEnd } from './helpers/dataTransfer.js';
+import { REPLY_MS } from './helpers/rawFtp.js';
 
 /**
  * Issue 4, data connections: 150 before the data connection (defect 13), passive ports

@@ -3,8 +3,10 @@ import { mkdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from 'basic-ftp';
 import type { RawFtp } from './helpers/rawFtp.js';
-import { loginAt, oneReply, openSocket, parseEpsv, readToEnd, REPLY_MS, waitRefused } from './helpers/protocolFixtures.js';
+import { loginAt, oneReply, openSocket, parseEpsv, waitRefused } from './helpers/protocolFixtures.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
+import { readToEnd } from './helpers/dataTransfer.js';
+import { REPLY_MS } from './helpers/rawFtp.js';
 
 /**
  * Issue 4, MLSD and MLST (RFC 3659) with the type, size, modify and perm facts, and
