@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { FTPError } from 'basic-ftp';
 import { parseServerConfig } from '../src/config/serverConfig.js';
 import { DfosServer } from '../src/server/DfosServer.js';
-import type { RawFtp, RawReply } from './helpers/rawFtp.js';
+import { REPLY_MS, type RawFtp, type RawReply } from './helpers/rawFtp.js';
 import { startTestServer, writeUsersFile, type TestServer } from './helpers/testServer.js';
 import {
   rawLogin,
@@ -22,7 +22,6 @@ import {
   waitFor,
   waitNoTemps,
 } from './helpers/interop.js';
-import { REPLY_MS } from './helpers/rawFtp.js';
 import { rawDownload, startDataCommand, writeData } from './helpers/dataTransfer.js';
 
 /**

@@ -11,10 +11,9 @@ import {
   startServer,
   waitRefused,
 } from './helpers/protocolFixtures.js';
-import type { RawFtp } from './helpers/rawFtp.js';
+import { REPLY_MS, type RawFtp } from './helpers/rawFtp.js';
 import type { TestServer } from './helpers/testServer.js';
 import { readToEnd } from './helpers/dataTransfer.js';
-import { REPLY_MS } from './helpers/rawFtp.js';
 
 /**
  * Issue 7, row 3: one user must not be able to block passive mode for everyone. A PASV

@@ -6,11 +6,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { rawLogin, tempsUnder, waitFor, waitNoTemps } from './helpers/interop.js';
 import { snapshotTree } from './helpers/jailFixtures.js';
-import type { RawFtp } from './helpers/rawFtp.js';
+import { REPLY_MS, type RawFtp } from './helpers/rawFtp.js';
 import { spawnServer } from './helpers/serverProcess.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
 import { rawList, rawRetr, rawUpload, startDataCommand, writeData } from './helpers/dataTransfer.js';
-import { REPLY_MS } from './helpers/rawFtp.js';
 
 /**
  * Issue 7, the storage rows: FIFOs never block a thread (2), temporaries never leak when

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import type { RawFtp, RawReply } from './helpers/rawFtp.js';
+import { REPLY_MS, type RawFtp, type RawReply } from './helpers/rawFtp.js';
 import { sha256, socketClosed, tempsIn, tempsUnder } from './helpers/interop.js';
 import {
   activeListener,
@@ -24,7 +24,6 @@ import {
 } from './helpers/protocolFixtures.js';
 import type { TestServer } from './helpers/testServer.js';
 import { readToEnd, writeAndEnd } from './helpers/dataTransfer.js';
-import { REPLY_MS } from './helpers/rawFtp.js';
 
 /**
  * Issue 4, data connections: 150 before the data connection (defect 13), passive ports

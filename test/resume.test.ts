@@ -2,10 +2,9 @@ import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RawFtp } from './helpers/rawFtp.js';
+import { REPLY_MS, type RawFtp } from './helpers/rawFtp.js';
 import { startTestServer } from './helpers/testServer.js';
 import { rawLogin, waitFor, waitNoTemps } from './helpers/interop.js';
-import { REPLY_MS } from './helpers/rawFtp.js';
 import { rawDownload, rawUpload, startDataCommand, writeData } from './helpers/dataTransfer.js';
 
 /**

@@ -108,6 +108,17 @@ export async function download(client: Client, name: string): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** Records the verb (upper-case) of every command a basic-ftp client sends from now on. */
+export function recordSentVerbs(client: Client): string[] {
+  const sent: string[] = [];
+  client.ftp.verbose = true;
+  client.ftp.log = (message: string) => {
+    const m = /^> (\w+)/.exec(message);
+    if (m) sent.push(m[1]!.toUpperCase());
+  };
+  return sent;
+}
+
 /** Result of running an external program. */
 export interface RunResult {
   /** Exit code, or null when killed by a signal (e.g. the time limit). */
