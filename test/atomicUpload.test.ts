@@ -8,24 +8,21 @@ import { Readable } from 'node:stream';
 import { FTPError } from 'basic-ftp';
 import { parseServerConfig } from '../src/config/serverConfig.js';
 import { DfosServer } from '../src/server/DfosServer.js';
-import type { RawFtp, RawReply } from './helpers/rawFtp.js';
+import { REPLY_MS, type RawFtp, type RawReply } from './helpers/rawFtp.js';
 import { startTestServer, writeUsersFile, type TestServer } from './helpers/testServer.js';
 import {
-  REPLY_MS,
   rawLogin,
   TEMP_NAME,
   download,
-  rawDownload,
   sha256,
   sleep,
   socketClosed,
-  startDataCommand,
   tempsIn,
   tempsUnder,
   waitFor,
   waitNoTemps,
-  writeData,
 } from './helpers/interop.js';
+import { rawDownload, startDataCommand, writeData } from './helpers/dataTransfer.js';
 
 /**
  * Atomic uploads (issue 2, point 6): data goes to a hidden `.dfos-upload-*.part` next to

@@ -8,8 +8,6 @@ import { Client } from 'basic-ftp';
 import { RawFtp, openEpsvData } from './helpers/rawFtp.js';
 import { HAS_IPV6 } from './helpers/protocolFixtures.js';
 import {
-  collect,
-  dfosLog,
   freePort,
   makeServerDirs,
   nonEmptyLines,
@@ -19,6 +17,8 @@ import {
   spawnServer,
   type ServerProcess,
 } from './helpers/serverProcess.js';
+import { dfosLog } from './helpers/logFiles.js';
+import { readToEnd } from './helpers/dataTransfer.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -129,7 +129,7 @@ test('serve flags win over DFOS_* environment variables', async (t) => {
   const epsv = await raw.command('EPSV');
   t.is(epsv.code, 229, epsv.raw);
   const data = await openEpsvData(epsv, '::1');
-  const listing = collect(data);
+  const listing = readToEnd(data);
   raw.write('NLST\r\n');
   t.true([150, 125].includes((await raw.read()).code));
   t.is((await listing).toString().trim(), 'v6.txt');

@@ -1,10 +1,10 @@
 import test, { type ExecutionContext } from 'ava';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { REPLY_MS } from './helpers/protocolFixtures.js';
-import { RawFtp } from './helpers/rawFtp.js';
-import { auditLog, dfosLog, makeServerDirs, nonEmptyLines, pollUntil, spawnServer } from './helpers/serverProcess.js';
+import { RawFtp, REPLY_MS } from './helpers/rawFtp.js';
+import { makeServerDirs, nonEmptyLines, pollUntil, spawnServer } from './helpers/serverProcess.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
+import { auditLog, dfosLog } from './helpers/logFiles.js';
 
 /**
  * Issue 7, row 4: storage problems must not look like wrong passwords. A login whose home

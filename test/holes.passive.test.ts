@@ -8,13 +8,12 @@ import {
   oneReply,
   openSocket,
   parsePasv,
-  readToEnd,
-  REPLY_MS,
   startServer,
   waitRefused,
 } from './helpers/protocolFixtures.js';
-import type { RawFtp } from './helpers/rawFtp.js';
+import { REPLY_MS, type RawFtp } from './helpers/rawFtp.js';
 import type { TestServer } from './helpers/testServer.js';
+import { readToEnd } from './helpers/dataTransfer.js';
 
 /**
  * Issue 7, row 3: one user must not be able to block passive mode for everyone. A PASV

@@ -4,11 +4,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { rawLogin, REPLY_MS, startDataCommand, tempsUnder, waitFor, waitNoTemps, writeData } from './helpers/interop.js';
-import { rawList, rawRetr, rawUpload, snapshotTree } from './helpers/jailFixtures.js';
-import type { RawFtp } from './helpers/rawFtp.js';
+import { rawLogin, tempsUnder, waitFor, waitNoTemps } from './helpers/interop.js';
+import { snapshotTree } from './helpers/jailFixtures.js';
+import { REPLY_MS, type RawFtp } from './helpers/rawFtp.js';
 import { spawnServer } from './helpers/serverProcess.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
+import { rawList, rawRetr, rawUpload, startDataCommand, writeData } from './helpers/dataTransfer.js';
 
 /**
  * Issue 7, the storage rows: FIFOs never block a thread (2), temporaries never leak when
@@ -50,7 +51,7 @@ test('row 2: a FIFO is refused at once by every verb, and 40 sessions trying it 
   const other = await rawLogin(srv.port, 'bob', 'bob-pw');
   t.teardown(() => other.close());
   t.is((await raw.command('SIZE plain.txt', REPLY_MS)).code, 213);
-  t.is((await rawRetr(raw, 'plain.txt')).data.toString(), 'plain\n');
+  t.is((await rawRetr(raw, 'plain.txt')).bytes.toString(), 'plain\n');
   t.true((await stat(join(home, 'fifo'))).isFIFO(), 'the FIFO itself is untouched');
 });
 
@@ -126,7 +127,7 @@ test('row 7: a local process swapping a directory for a link to outside (renamea
   let leaks = 0;
   for (let i = 0; i < 40; i++) {
     const retr = await rawRetr(raw, 'd/f.txt');
-    if (retr.data.includes('SECRET')) leaks++;
+    if (retr.bytes.includes('SECRET')) leaks++;
     if ((await raw.command('SITE VIEW d/f.txt', REPLY_MS)).raw.includes('SECRET')) leaks++;
     await rawUpload(raw, `STOR d/new-${i}.txt`, 'written by alice\n');
     await raw.command(`DELE d/victim-${i}`, REPLY_MS);
@@ -171,8 +172,8 @@ test('row 8: names with control characters are refused (553) by every verb that 
   for (const verb of ['LIST', 'NLST', 'MLSD']) {
     const list = await rawList(raw, undefined, verb);
     t.is(list.code, 226);
-    t.true(list.data.toString().includes('x?y?z'), `${verb}: ${JSON.stringify(list.data.toString())}`);
-    t.is(list.data.toString().split('\r\n').filter((l) => l !== '').length, 2, `${verb} has one line per entry`);
+    t.true(list.bytes.toString().includes('x?y?z'), `${verb}: ${JSON.stringify(list.bytes.toString())}`);
+    t.is(list.bytes.toString().split('\r\n').filter((l) => l !== '').length, 2, `${verb} has one line per entry`);
   }
   const statReply = await raw.command('STAT .', REPLY_MS);
   t.true(statReply.raw.includes('x?y?z'));

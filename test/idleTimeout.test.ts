@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { RawFtp } from './helpers/rawFtp.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
 import type { ServerConfigInput } from '../src/config/serverConfig.js';
-import { auditLog, collect, startRawTransfer, tolerateLateLogs, writeChunk } from './helpers/serverProcess.js';
+import { tolerateLateLogs } from './helpers/serverProcess.js';
+import { auditLog } from './helpers/logFiles.js';
+import { readToEnd, startRawTransfer, writeData } from './helpers/dataTransfer.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -93,7 +95,7 @@ test.serial('defect 19: a download lasting longer than the idle timeout is not c
   await sleep(2500);
   t.false(raw.closed, 'the control connection must stay open during the transfer');
   t.is(raw.pending, '', 'no 421 (and no 226 yet) while the transfer runs');
-  const received = collect(data);
+  const received = readToEnd(data);
   for (let i = 0; i < 3; i++) {
     data.resume();
     await sleep(20);
@@ -121,7 +123,7 @@ test.serial('defect 19: an upload lasting longer than the idle timeout (slow wri
   for (let i = 0; i < 10; i++) {
     const c = randomBytes(16 * 1024);
     sent.push(c);
-    await writeChunk(data, c);
+    await writeData(data, c);
     await sleep(250);
   }
   t.false(raw.closed);

@@ -7,7 +7,7 @@ import { Readable, Writable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { decodePreview } from '../src/preview/previewFormat.js';
 import { DfosClient } from '../src/client/index.js';
-import { sha256, tempsUnder } from './helpers/interop.js';
+import { recordSentVerbs, sha256, tempsUnder } from './helpers/interop.js';
 import { FAMILIES, startServer } from './helpers/protocolFixtures.js';
 import type { TestServer } from './helpers/testServer.js';
 
@@ -67,12 +67,7 @@ for (const family of FAMILIES) {
     const { srv, work, home } = await prepare(t, family.host);
     const client = new Client(15_000);
     t.teardown(() => client.close());
-    const sent: string[] = [];
-    client.ftp.verbose = true;
-    client.ftp.log = (message: string) => {
-      const m = /^> (\w+)/.exec(message);
-      if (m) sent.push(m[1]!.toUpperCase());
-    };
+    const sent = recordSentVerbs(client);
     await client.access({ host: family.host, port: srv.port, user: 'alice', password: 'alice-pw' });
     t.is(client.ftp.socket.remoteAddress, family.host);
 

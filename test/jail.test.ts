@@ -5,16 +5,8 @@ import { Readable, Writable } from 'node:stream';
 import { FTPError } from 'basic-ftp';
 import { RawFtp, type RawReply } from './helpers/rawFtp.js';
 import { startTestServer, type TestServer, type TestUser } from './helpers/testServer.js';
-import {
-  assertNoServerPaths,
-  exists,
-  rawList,
-  rawRetr,
-  rawUpload,
-  ReplyRecorder,
-  snapshotTree,
-  type DataResult,
-} from './helpers/jailFixtures.js';
+import { assertNoServerPaths, exists, ReplyRecorder, snapshotTree } from './helpers/jailFixtures.js';
+import { type DataTransfer, rawList, rawRetr, rawUpload } from './helpers/dataTransfer.js';
 
 const SECRET = 'TOP SECRET outside the storage\n';
 const BOB_DATA = 'bob private data\n';
@@ -38,7 +30,7 @@ async function rawLogin(t: ExecutionContext, srv: TestServer, rec: ReplyRecorder
   return raw;
 }
 
-function refused(t: ExecutionContext, r: RawReply | DataResult, what: string, min = 500): void {
+function refused(t: ExecutionContext, r: RawReply | DataTransfer, what: string, min = 500): void {
   const code = r.code;
   const text = 'raw' in r ? r.raw : r.replies.map((x) => x.raw).join('');
   t.true(code >= min && code < 600, `${what} should be refused, got: ${text.trim()}`);
@@ -140,7 +132,7 @@ test('`..` never leaves the home: CWD, RETR, STOR, MKD, DELE', async (t) => {
   for (const path of ['../../x', '../outside.txt', '../../outside.txt', '../bob/x', 'sub/../../bob/x', '../../../../../../etc/passwd']) {
     const r = await rawRetr(raw, path);
     refused(t, r, `RETR ${path}`);
-    t.is(r.data.length, 0);
+    t.is(r.bytes.length, 0);
   }
   for (const path of ['../x', '../../x']) {
     const r = await rawUpload(raw, `STOR ${path}`, 'dotdot\n');
@@ -170,7 +162,7 @@ test('absolute paths are inside the home: /etc/passwd is the missing /etc/passwd
   const home = join(srv.storage, 'alice');
   const r = await rawRetr(raw, '/etc/passwd');
   t.is(r.code, 550);
-  t.is(r.data.length, 0);
+  t.is(r.bytes.length, 0);
   t.regex(r.replies[0]!.raw, /\/etc\/passwd/, 'the reply should name the client path');
   t.is((await raw.command('SIZE /etc/passwd')).code, 550);
   t.is((await raw.command('SITE VIEW /etc/passwd')).code, 550);
@@ -184,10 +176,10 @@ test('absolute paths are inside the home: /etc/passwd is the missing /etc/passwd
   t.is(await readFile(join(home, 'etc', 'passwd'), 'utf8'), 'not the real one\n');
   const again = await rawRetr(raw, '/etc/passwd');
   t.is(again.code, 226);
-  t.is(again.data.toString(), 'not the real one\n');
+  t.is(again.bytes.toString(), 'not the real one\n');
   t.is((await raw.command('CWD /etc')).code, 250);
   t.is(await pwd(raw), '/etc');
-  t.is((await rawRetr(raw, 'passwd')).data.toString(), 'not the real one\n');
+  t.is((await rawRetr(raw, 'passwd')).bytes.toString(), 'not the real one\n');
   await assertNoServerPaths(t, srv, rec);
 });
 
@@ -203,7 +195,7 @@ test('backslashes are separators and clamp like slashes', async (t) => {
   for (const path of ['..\\..\\x', '..\\bob\\b.txt', 'sub\\..\\..\\bob\\b.txt', '\\..\\..\\x']) {
     const r = await rawRetr(raw, path);
     refused(t, r, `RETR ${path}`);
-    t.is(r.data.length, 0);
+    t.is(r.bytes.length, 0);
   }
   refused(t, await raw.command('CWD ..\\bob'), 'CWD ..\\bob');
   refused(t, await raw.command('DELE ..\\bob\\b.txt'), 'DELE ..\\bob\\b.txt');
@@ -255,7 +247,7 @@ test('defect 1: a sibling sharing the prefix (alice vs alice2) is unreachable by
   for (const path of readPaths) {
     const r = await rawRetr(raw, path);
     refused(t, r, `RETR ${path}`);
-    t.false(r.data.toString().includes('TOP SECRET'), `RETR ${path} leaked the sibling's file`);
+    t.false(r.bytes.toString().includes('TOP SECRET'), `RETR ${path} leaked the sibling's file`);
     refused(t, await raw.command(`SITE VIEW ${path}`), `SITE VIEW ${path}`);
     refused(t, await raw.command(`SIZE ${path}`), `SIZE ${path}`);
   }
@@ -264,7 +256,7 @@ test('defect 1: a sibling sharing the prefix (alice vs alice2) is unreachable by
     t.is(await pwd(raw), '/');
     const list = await rawList(raw, path);
     refused(t, list, `LIST ${path}`, 400);
-    t.false(list.data.toString().includes('secret2'), `LIST ${path} showed the sibling's files`);
+    t.false(list.bytes.toString().includes('secret2'), `LIST ${path} showed the sibling's files`);
   }
   for (const path of ['sibDir/secret2.txt', 'sibRel/secret2.txt', '../alice2/secret2.txt', 'sibFile']) {
     await raw.command(`DELE ${path}`);
@@ -285,7 +277,7 @@ test('defect 1: a sibling sharing the prefix (alice vs alice2) is unreachable by
 
   // alice2 herself still sees her files.
   const raw2 = await rawLogin(t, srv, rec, 'alice2');
-  t.is((await rawRetr(raw2, 'secret2.txt')).data.toString(), SECRET);
+  t.is((await rawRetr(raw2, 'secret2.txt')).bytes.toString(), SECRET);
   await assertNoServerPaths(t, srv, rec);
 });
 
@@ -317,7 +309,7 @@ test('defect 1: symlinks leading outside cannot be read (RETR, SITE VIEW, SIZE, 
   for (const path of readPaths) {
     const r = await rawRetr(raw, path);
     refused(t, r, `RETR ${path}`);
-    t.false(r.data.toString().includes('SECRET') || r.data.toString().includes('bob'), `RETR ${path} leaked data`);
+    t.false(r.bytes.toString().includes('SECRET') || r.bytes.toString().includes('bob'), `RETR ${path} leaked data`);
     const view = await raw.command(`SITE VIEW ${path}`);
     t.is(view.code, 550, `SITE VIEW ${path}: ${view.raw}`);
     refused(t, await raw.command(`SIZE ${path}`), `SIZE ${path}`);
@@ -327,7 +319,7 @@ test('defect 1: symlinks leading outside cannot be read (RETR, SITE VIEW, SIZE, 
     for (const verb of ['LIST', 'NLST']) {
       const r = await rawList(raw, path, verb);
       refused(t, r, `${verb} ${path}`, 400);
-      t.false(/secret|sub|b\.txt/.test(r.data.toString()), `${verb} ${path} listed the outside: ${r.data.toString()}`);
+      t.false(/secret|sub|b\.txt/.test(r.bytes.toString()), `${verb} ${path} listed the outside: ${r.bytes.toString()}`);
     }
     refused(t, await raw.command(`CWD ${path}`), `CWD ${path}`);
     t.is(await pwd(raw), '/', `CWD ${path} moved the client`);
@@ -335,7 +327,7 @@ test('defect 1: symlinks leading outside cannot be read (RETR, SITE VIEW, SIZE, 
   for (const path of ['fileLink', 'relLink']) {
     const r = await rawList(raw, path);
     refused(t, r, `LIST ${path}`, 400);
-    t.is(r.data.length, 0);
+    t.is(r.bytes.length, 0);
   }
 
   // The same with basic-ftp.
@@ -459,7 +451,7 @@ test('defect 1: LIST hides entries whose links lead outside and shows links insi
   const nlst = await rawList(w.raw, undefined, 'NLST');
   t.is(nlst.code, 226);
   t.deepEqual([...nlst.names].sort(), expected);
-  for (const name of OUTSIDE_LINKS) t.false(list.data.toString().includes(name), `LIST shows ${name}`);
+  for (const name of OUTSIDE_LINKS) t.false(list.bytes.toString().includes(name), `LIST shows ${name}`);
   const client = w.rec.watch(await w.srv.client());
   t.deepEqual((await client.list()).map((e) => e.name).sort(), expected);
   await assertNoServerPaths(t, w.srv, w.rec);
@@ -471,11 +463,11 @@ test('a symlink pointing inside the home works (RETR, SITE VIEW, SIZE, CWD)', as
   for (const path of ['inLink', 'upAndBack', 'inDirLink/../real.txt']) {
     const r = await rawRetr(raw, path);
     t.is(r.code, 226, `RETR ${path}`);
-    t.is(r.data.toString(), INSIDE);
+    t.is(r.bytes.toString(), INSIDE);
     t.is((await raw.command(`SIZE ${path}`)).lines[0], `213 ${INSIDE.length}`);
   }
   t.deepEqual((await raw.command('SITE VIEW inLink')).lines, [`200-VIEW text bytes=12 size=12 eol=lf`, ' inside data', '200 VIEW end']);
-  t.is((await rawRetr(raw, 'inDirLink/d.txt')).data.toString(), 'doc\n');
+  t.is((await rawRetr(raw, 'inDirLink/d.txt')).bytes.toString(), 'doc\n');
   t.is((await raw.command('CWD inDirLink')).code, 250);
   t.is(await pwd(raw), '/inDirLink');
   const list = await rawList(raw);

@@ -4,16 +4,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { RawFtp } from './helpers/rawFtp.js';
 import { startTestServer } from './helpers/testServer.js';
-import {
-  auditLog,
-  dfosLog,
-  sink,
-  spawnServer,
-  startRawTransfer,
-  stripAnsi,
-  tolerateLateLogs,
-  writeChunk,
-} from './helpers/serverProcess.js';
+import { sink, spawnServer, stripAnsi, tolerateLateLogs } from './helpers/serverProcess.js';
+import { auditLog, dfosLog } from './helpers/logFiles.js';
+import { startRawTransfer, writeData } from './helpers/dataTransfer.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -85,7 +78,7 @@ test('defect 5: dfos.log is JSON lines, audit.log has one record per action, and
   // Failed transfers: a missing file, and an upload whose data connection is reset.
   await t.throwsAsync(client.downloadTo(sink().stream, 'missing.txt'));
   const cut = await startRawTransfer(raw, 'STOR', 'cut.bin');
-  await writeChunk(cut.data, Buffer.alloc(4096, 1));
+  await writeData(cut.data, Buffer.alloc(4096, 1));
   // Reset while the server is reading (a reset that arrives before the server starts
   // reading is reported by the kernel as a clean end of file).
   await sleep(300);

@@ -11,14 +11,13 @@ import { RawFtp } from './helpers/rawFtp.js';
 import {
   REPO_ROOT,
   cleanEnv,
-  dfosLog,
   makeServerDirs,
   pollUntil,
   probeGreeting,
-  startRawTransfer,
-  writeChunk,
   type ServerDirs,
 } from './helpers/serverProcess.js';
+import { dfosLog } from './helpers/logFiles.js';
+import { startRawTransfer, writeData } from './helpers/dataTransfer.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PM2_BIN = join(REPO_ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
@@ -128,7 +127,7 @@ test('pm2.config.js: pm2 waits for ready, the server takes uploads, and `pm2 sto
   t.teardown(() => raw.close());
   const upload = await startRawTransfer(raw, 'STOR', 'slow.bin');
   const sent: Buffer[] = [randomBytes(64 * 1024)];
-  await writeChunk(upload.data, sent[0]!);
+  await writeData(upload.data, sent[0]!);
   const stopping = pm2.run(['stop', 'dfos'], 60_000);
   // The pm2 CLI needs a moment to reach its daemon; wait until the server got the signal.
   const draining = await pollUntil(async () => (await dfosLog(pm2.dirs.logDir)).some((r) => r.message === 'SIGINT received: draining'), 20_000);
@@ -137,7 +136,7 @@ test('pm2.config.js: pm2 waits for ready, the server takes uploads, and `pm2 sto
   for (let i = 0; i < 5; i++) {
     const c = randomBytes(64 * 1024);
     sent.push(c);
-    await writeChunk(upload.data, c);
+    await writeData(upload.data, c);
     await sleep(200);
   }
   t.is(raw.pending, '', 'the upload is still running');

@@ -1,10 +1,11 @@
 import test, { type ExecutionContext } from 'ava';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openEpsvData, RawFtp } from './helpers/rawFtp.js';
+import { openEpsvData, RawFtp, REPLY_MS } from './helpers/rawFtp.js';
 import { rawLogin } from './helpers/interop.js';
-import { helpVerbs, oneReply, readOneReply, readToEnd, REPLY_MS, writeAndEnd } from './helpers/protocolFixtures.js';
+import { helpVerbs, oneReply, readOneReply } from './helpers/protocolFixtures.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
+import { readToEnd, writeAndEnd } from './helpers/dataTransfer.js';
 
 /**
  * Issue 4, control channel: OPTS UTF8 before login, STAT codes, STOU without argument,

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import type { RawFtp, RawReply } from './helpers/rawFtp.js';
+import { REPLY_MS, type RawFtp, type RawReply } from './helpers/rawFtp.js';
 import { sha256, socketClosed, tempsIn, tempsUnder } from './helpers/interop.js';
 import {
   activeListener,
@@ -19,13 +19,11 @@ import {
   parsePasv,
   portArgument,
   probePort,
-  readToEnd,
-  REPLY_MS,
   startServer,
   waitRefused,
-  writeAndEnd,
 } from './helpers/protocolFixtures.js';
 import type { TestServer } from './helpers/testServer.js';
+import { readToEnd, writeAndEnd } from './helpers/dataTransfer.js';
 
 /**
  * Issue 4, data connections: 150 before the data connection (defect 13), passive ports

@@ -2,9 +2,11 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from 'basic-ftp';
-import type { RawFtp } from './helpers/rawFtp.js';
-import { loginAt, oneReply, openSocket, parseEpsv, readToEnd, REPLY_MS, waitRefused } from './helpers/protocolFixtures.js';
+import { REPLY_MS, type RawFtp } from './helpers/rawFtp.js';
+import { loginAt, oneReply, openSocket, parseEpsv, waitRefused } from './helpers/protocolFixtures.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
+import { readToEnd } from './helpers/dataTransfer.js';
+import { recordSentVerbs } from './helpers/interop.js';
 
 /**
  * Issue 4, MLSD and MLST (RFC 3659) with the type, size, modify and perm facts, and
@@ -225,12 +227,7 @@ test('basic-ftp\'s list() uses MLSD when offered and gets exact modification tim
   const { srv } = await setup(t);
   const client = new Client(10_000);
   t.teardown(() => client.close());
-  const sent: string[] = [];
-  client.ftp.verbose = true;
-  client.ftp.log = (message: string) => {
-    const m = /^> (\w+)/.exec(message);
-    if (m) sent.push(m[1]!.toUpperCase());
-  };
+  const sent = recordSentVerbs(client);
   await client.access({ host: '127.0.0.1', port: srv.port, user: 'alice', password: 'alice-pw' });
   const list = await client.list();
   t.true(sent.includes('MLSD'), `basic-ftp sent MLSD: ${sent.join(' ')}`);

@@ -1,9 +1,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RawFtp } from './helpers/rawFtp.js';
+import { RawFtp, REPLY_MS } from './helpers/rawFtp.js';
 import { rawLogin } from './helpers/interop.js';
-import { codeClass, helpVerbs, oneReply, REPLY_MS, RFC_VERBS } from './helpers/protocolFixtures.js';
+import { codeClass, helpVerbs, oneReply, RFC_VERBS } from './helpers/protocolFixtures.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
 
 /**

@@ -5,7 +5,8 @@ import { Readable, Writable } from 'node:stream';
 import type { FTPError } from 'basic-ftp';
 import { RawFtp, type RawReply } from './helpers/rawFtp.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
-import { assertNoServerPaths, rawList, rawRetr, rawUpload, ReplyRecorder, snapshotTree, type DataResult } from './helpers/jailFixtures.js';
+import { assertNoServerPaths, ReplyRecorder, snapshotTree } from './helpers/jailFixtures.js';
+import { type DataTransfer, rawList, rawRetr, rawUpload } from './helpers/dataTransfer.js';
 
 const CONTENT = 'original content\n';
 
@@ -34,7 +35,7 @@ async function readOnlyWorld(t: ExecutionContext) {
   return { srv, home, rec, raw, unchanged };
 }
 
-function refused(t: ExecutionContext, r: RawReply | DataResult, what: string): void {
+function refused(t: ExecutionContext, r: RawReply | DataTransfer, what: string): void {
   const text = 'raw' in r ? r.raw : r.replies.map((x) => x.raw).join('');
   t.true(r.code >= 500 && r.code < 600, `${what} should be refused with a 5xx, got: ${text.trim()}`);
 }
@@ -48,12 +49,12 @@ test('a read-only user can LIST, NLST, RETR, SITE VIEW, SIZE, MDTM and CWD', asy
   t.deepEqual(nlst.names, ['inner.txt']);
   const retr = await rawRetr(raw, 'file.txt');
   t.is(retr.code, 226);
-  t.is(retr.data.toString(), CONTENT);
+  t.is(retr.bytes.toString(), CONTENT);
   t.deepEqual((await raw.command('SITE VIEW file.txt')).lines, ['200-VIEW text bytes=17 size=17 eol=lf', ' original content', '200 VIEW end']);
   t.is((await raw.command('SIZE file.txt')).lines[0], '213 17');
   t.is((await raw.command('MDTM file.txt')).code, 213);
   t.is((await raw.command('CWD full')).code, 250);
-  t.is((await rawRetr(raw, 'inner.txt')).data.toString(), 'inner\n');
+  t.is((await rawRetr(raw, 'inner.txt')).bytes.toString(), 'inner\n');
   t.is((await raw.command('CDUP')).code, 250);
 
   const client = rec.watch(await srv.client('ro', 'ro-pw'));
@@ -151,7 +152,7 @@ test('defect 3: read-only deletes, directory changes, renames and SITE CHMOD are
   await t.throwsAsync(client.send('MKD viaBasicFtp'));
   await unchanged('basic-ftp changes');
   // The session still works after all these refusals.
-  t.is((await rawRetr(raw, 'file.txt')).data.toString(), CONTENT);
+  t.is((await rawRetr(raw, 'file.txt')).bytes.toString(), CONTENT);
   await assertNoServerPaths(t, srv, rec);
 });
 

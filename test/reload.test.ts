@@ -2,9 +2,11 @@ import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import { RawFtp } from './helpers/rawFtp.js';
 import { startTestServer } from './helpers/testServer.js';
-import { dfosLog, pollUntil, spawnServer, tolerateLateLogs } from './helpers/serverProcess.js';
+import { pollUntil, spawnServer, tolerateLateLogs } from './helpers/serverProcess.js';
 import { hashPassword } from '../src/users/passwordHash.js';
-import { addUser, removeUser, writeFileAtomic } from '../src/users/usersFile.js';
+import { writeFileAtomic } from '../src/users/lockedFileWrite.js';
+import { addUser, removeUser } from '../src/users/userEdits.js';
+import { dfosLog } from './helpers/logFiles.js';
 
 /** Tries one login; true on 230, false on 530 (anything else throws). */
 async function canLogin(port: number, user: string, password: string): Promise<boolean> {

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { RawFtp, type RawReply } from './helpers/rawFtp.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
 import { HAS_IPV6 } from './helpers/protocolFixtures.js';
-import { exists, rawUpload, snapshotTree } from './helpers/jailFixtures.js';
+import { exists, snapshotTree } from './helpers/jailFixtures.js';
 import type { ServerConfigInput } from '../src/config/serverConfig.js';
+import { rawUpload } from './helpers/dataTransfer.js';
 
 async function server(t: ExecutionContext, options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
   const srv = await startTestServer(options);

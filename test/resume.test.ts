@@ -2,9 +2,10 @@ import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RawFtp } from './helpers/rawFtp.js';
+import { REPLY_MS, type RawFtp } from './helpers/rawFtp.js';
 import { startTestServer } from './helpers/testServer.js';
-import { REPLY_MS, rawLogin, rawDownload, rawUpload, startDataCommand, waitFor, waitNoTemps, writeData } from './helpers/interop.js';
+import { rawLogin, waitFor, waitNoTemps } from './helpers/interop.js';
+import { rawDownload, rawUpload, startDataCommand, writeData } from './helpers/dataTransfer.js';
 
 /**
  * REST, APPE and STOU (issue 2, point 6). Vanilla ftp-srv opens REST + STOR with `w+`
@@ -205,7 +206,7 @@ test('defect 10: STOU stores under a unique name announced as "150 FILE: <name>"
   const names: string[] = [];
   for (const line of ['STOU', 'STOU', 'STOU report.txt']) {
     const content = randomBytes(10_000);
-    const { preliminary, final } = await rawUpload(raw, line, content);
+    const { first: preliminary, final } = await rawUpload(raw, line, content);
     t.is(preliminary.code, 150, preliminary.raw);
     const m = /^150 FILE: (\S+)$/.exec(preliminary.lines[0] ?? '');
     t.truthy(m, `150 reply names the file: ${preliminary.raw}`);

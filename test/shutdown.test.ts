@@ -7,18 +7,15 @@ import { RawFtp } from './helpers/rawFtp.js';
 import { startTestServer } from './helpers/testServer.js';
 import {
   CLI,
-  auditLog,
-  collect,
-  dfosLog,
   findTemps,
   makeServerDirs,
   probeGreeting,
   spawnServer,
-  startRawTransfer,
   tolerateLateLogs,
-  writeChunk,
   type ServerProcess,
 } from './helpers/serverProcess.js';
+import { auditLog, dfosLog } from './helpers/logFiles.js';
+import { readToEnd, startRawTransfer, writeData } from './helpers/dataTransfer.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -60,7 +57,7 @@ test('defect 21/22: SIGTERM stops accepting within 1 s, idle session gets 421, r
   for (let i = 0; i < 3; i++) {
     const c = randomBytes(64 * 1024);
     sent.push(c);
-    await writeChunk(upload.data, c);
+    await writeData(upload.data, c);
   }
 
   // A download in flight (the reader does not read for a while).
@@ -98,7 +95,7 @@ test('defect 21/22: SIGTERM stops accepting within 1 s, idle session gets 421, r
   for (let i = 0; i < 3; i++) {
     const c = randomBytes(64 * 1024);
     sent.push(c);
-    await writeChunk(upload.data, c);
+    await writeData(upload.data, c);
     await sleep(100);
   }
   upload.data.end();
@@ -109,7 +106,7 @@ test('defect 21/22: SIGTERM stops accepting within 1 s, idle session gets 421, r
   await up.waitClosed(3000);
 
   // The download goes on and delivers every byte.
-  const received = collect(download.data);
+  const received = readToEnd(download.data);
   download.data.resume();
   const got = await received;
   t.is(got.length, big.length);
@@ -136,7 +133,7 @@ test('SIGINT drains like SIGTERM: idle session gets 421, a running upload comple
   t.teardown(() => idle.close());
   const upload = await startRawTransfer(up, 'STOR', 'int.bin');
   const first = randomBytes(32 * 1024);
-  await writeChunk(upload.data, first);
+  await writeData(upload.data, first);
 
   const signalled = Date.now();
   proc.child.kill('SIGINT');
@@ -149,7 +146,7 @@ test('SIGINT drains like SIGTERM: idle session gets 421, a running upload comple
   await sleep(Math.max(0, signalled + 1200 - Date.now()));
   t.true(proc.running(), 'still draining 1.2 s after SIGINT (ftp-srv would have exited)');
   const second = randomBytes(32 * 1024);
-  await writeChunk(upload.data, second);
+  await writeData(upload.data, second);
   upload.data.end();
   const done = await up.read(5000);
   t.is(done.code, 226, done.raw);
@@ -165,7 +162,7 @@ test('defect 22: when the grace runs out a never-ending upload is aborted: targe
   const up = await RawFtp.login(proc.port, 'alice', 'alice-pw');
   t.teardown(() => up.close());
   const upload = await startRawTransfer(up, 'STOR', 'keep.txt');
-  await writeChunk(upload.data, randomBytes(128 * 1024));
+  await writeData(upload.data, randomBytes(128 * 1024));
   await sleep(100);
   t.is((await findTemps(proc.storage)).length, 1, 'the upload is written to a temporary');
 
@@ -204,7 +201,7 @@ test('a second SIGTERM during the drain exits at once without touching the targe
   const up = await RawFtp.login(proc.port, 'alice', 'alice-pw');
   t.teardown(() => up.close());
   const upload = await startRawTransfer(up, 'STOR', 'keep.txt');
-  await writeChunk(upload.data, randomBytes(256 * 1024));
+  await writeData(upload.data, randomBytes(256 * 1024));
   await sleep(100);
 
   proc.child.kill('SIGTERM');

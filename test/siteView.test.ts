@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { decodePreview, type PreviewMode } from '../src/preview/previewFormat.js';
 import { RawFtp, type RawReply } from './helpers/rawFtp.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
-import { assertNoServerPaths, readJsonLines, ReplyRecorder } from './helpers/jailFixtures.js';
+import { assertNoServerPaths, ReplyRecorder } from './helpers/jailFixtures.js';
+import { readJsonLines } from './helpers/logFiles.js';
 
 /** Files stored in alice's home before the tests (name → content). */
 const FILES: Record<string, Buffer> = {

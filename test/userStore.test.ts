@@ -5,14 +5,10 @@ import path from 'node:path';
 import { hashPassword } from '../src/users/passwordHash.js';
 import { isLoopbackAddress } from '../src/util/address.js';
 import { UserStore, type ReloadResult } from '../src/users/UserStore.js';
-import {
-  addUser,
-  locateJsonError,
-  readUsersFile,
-  removeUser,
-  setUserPassword,
-  UsersFileError,
-} from '../src/users/usersFile.js';
+import { locateJsonError } from '../src/users/jsonErrorLocation.js';
+import { addUser, removeUser, setUserPassword } from '../src/users/userEdits.js';
+import { UsersFileError } from '../src/users/usersFileError.js';
+import { readUsersFile } from '../src/users/usersFileReader.js';
 
 const FAST = { ln: 10, r: 8, p: 1 };
 

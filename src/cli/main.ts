@@ -1,5 +1,5 @@
 import { CommanderError, type Command } from 'commander';
-import { UsersFileError } from '../users/usersFile.js';
+import { UsersFileError } from '../users/usersFileError.js';
 import { CliError } from './errors.js';
 import { createProgram } from './program.js';
 

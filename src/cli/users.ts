@@ -1,15 +1,9 @@
 import type { Command } from 'commander';
 import { hashPassword } from '../users/passwordHash.js';
-import {
-  addUser,
-  readUsersFile,
-  removeUser,
-  setUserPassword,
-  shellQuote,
-  userExists,
-  userNameProblem,
-  UsersFileError,
-} from '../users/usersFile.js';
+import { addUser, removeUser, setUserPassword, userExists } from '../users/userEdits.js';
+import { shellQuote, UsersFileError } from '../users/usersFileError.js';
+import { readUsersFile } from '../users/usersFileReader.js';
+import { userNameProblem } from '../users/usersFormat.js';
 import { usageError } from './errors.js';
 import { usersFileOption } from './options.js';
 import { readNewPassword } from './password.js';

@@ -3,7 +3,9 @@ import { watch as fsWatch, watchFile, unwatchFile, type FSWatcher, type Stats } 
 import path from 'node:path';
 import { isLoopbackAddress } from '../util/address.js';
 import { DEFAULT_SCRYPT_COST, verifyPassword } from './passwordHash.js';
-import { missingUsersFile, parseUsersText, readUsersFile, readUsersText, UsersFileError, type UserEntry } from './usersFile.js';
+import { UsersFileError } from './usersFileError.js';
+import { missingUsersFile, readUsersFile, readUsersText } from './usersFileReader.js';
+import { parseUsersText, type UserEntry } from './usersFormat.js';
 
 /** A user as the server sees it (never the password hash). */
 export interface UserRecord {

@@ -4,19 +4,13 @@ import { readdir } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import type { Client } from 'basic-ftp';
-import { openEpsvData, RawFtp, type RawReply } from './rawFtp.js';
+import { RawFtp, REPLY_MS } from './rawFtp.js';
 
 /**
- * Helpers for transfer tests: raw data-channel transfers (to stop an upload half-way,
- * reset it, or watch it on disk), upload temporaries on disk, and running the real
- * external clients (curl, python3 ftplib) with bounded time.
+ * Helpers for transfer tests: upload temporaries on disk, bounded waits, a patient raw
+ * login, basic-ftp downloads, and running the real external clients (curl, python3 ftplib)
+ * with bounded time. Raw data-connection helpers are in dataTransfer.ts.
  */
-
-/**
- * How long to wait for one control reply. Generous: the suite runs files in parallel on
- * small machines; a slow reply is not what these tests are about.
- */
-export const REPLY_MS = 20_000;
 
 /** Matches an upload temporary (`.dfos-upload-*.part`) or append journal (`.dfos-upload-*.undo`). */
 export const TEMP_NAME = /^\.dfos-upload-.*\.(part|undo)$/;
@@ -69,28 +63,6 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   }
 }
 
-/** Writes to a socket and waits until the data is handed to the kernel. */
-export function writeData(socket: Socket, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => socket.write(data, (err) => (err ? reject(err) : resolve())));
-}
-
-/** Reads a data socket until the peer closes it (bounded). */
-export function readAll(socket: Socket, timeoutMs = REPLY_MS): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`data connection not closed within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks));
-    });
-  });
-}
-
 /** Waits (bounded) until a socket is closed; resolves false if it is still open at the end. */
 export function socketClosed(socket: Socket, timeoutMs = 10_000): Promise<boolean> {
   if (socket.destroyed) return Promise.resolve(true);
@@ -121,35 +93,6 @@ export async function rawLogin(port: number, user: string, password: string): Pr
   return raw;
 }
 
-/** Sends EPSV, connects the data socket, sends `line`, and expects a 1xx preliminary reply. */
-export async function startDataCommand(raw: RawFtp, line: string): Promise<{ data: Socket; preliminary: RawReply }> {
-  const epsv = await raw.command('EPSV', REPLY_MS);
-  if (epsv.code !== 229) throw new Error(`EPSV failed: ${epsv.raw}`);
-  const data = await openEpsvData(epsv);
-  data.on('error', () => undefined);
-  const preliminary = await raw.command(line, REPLY_MS);
-  if (preliminary.code < 100 || preliminary.code >= 200) {
-    data.destroy();
-    throw new Error(`${line} was not accepted: ${preliminary.raw}`);
-  }
-  return { data, preliminary };
-}
-
-/** A whole download over a raw session (EPSV + `line`); returns the bytes and the final reply. */
-export async function rawDownload(raw: RawFtp, line: string): Promise<{ bytes: Buffer; final: RawReply }> {
-  const { data } = await startDataCommand(raw, line);
-  const bytes = await readAll(data);
-  return { bytes, final: await raw.read(REPLY_MS) };
-}
-
-/** A whole upload over a raw session (EPSV + `line`, data, proper end); returns the final reply. */
-export async function rawUpload(raw: RawFtp, line: string, content: Buffer): Promise<{ preliminary: RawReply; final: RawReply }> {
-  const { data, preliminary } = await startDataCommand(raw, line);
-  await writeData(data, content);
-  data.end();
-  return { preliminary, final: await raw.read(REPLY_MS) };
-}
-
 /** Downloads a whole file with basic-ftp. */
 export async function download(client: Client, name: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -163,6 +106,17 @@ export async function download(client: Client, name: string): Promise<Buffer> {
     name,
   );
   return Buffer.concat(chunks);
+}
+
+/** Records the verb (upper-case) of every command a basic-ftp client sends from now on. */
+export function recordSentVerbs(client: Client): string[] {
+  const sent: string[] = [];
+  client.ftp.verbose = true;
+  client.ftp.log = (message: string) => {
+    const m = /^> (\w+)/.exec(message);
+    if (m) sent.push(m[1]!.toUpperCase());
+  };
+  return sent;
 }
 
 /** Result of running an external program. */

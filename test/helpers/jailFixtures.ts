@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import type { Client } from 'basic-ftp';
-import { openEpsvData, type RawFtp, type RawReply } from './rawFtp.js';
+import type { RawFtp } from './rawFtp.js';
 import type { TestServer } from './testServer.js';
 
 /**
  * Helpers for the jail, read-only, reply and SITE VIEW tests: record every byte a
  * client receives on its control connection, check that none of it names a server
- * path, run raw data-connection commands (RETR, LIST, STOR…) and snapshot a directory
- * tree to prove that nothing on disk changed.
+ * path, and snapshot a directory tree to prove that nothing on disk changed. Raw
+ * data-connection commands (RETR, LIST, STOR…) are in dataTransfer.ts.
  */
 
 /** Everything the control connections of one test received, as text. */
@@ -55,81 +55,6 @@ export async function assertNoServerPaths(t: ExecutionContext, srv: TestServer, 
   }
 }
 
-/** Reads a data connection until the server closes it (bounded). */
-function collect(socket: Socket, timeoutMs = 5000): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  socket.on('data', (c: Buffer) => chunks.push(c));
-  socket.on('error', () => undefined);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`data connection still open after ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks));
-    });
-  });
-}
-
-/** Result of a command that uses a data connection. */
-export interface DataResult {
-  /** Code of the final reply (the refusal, or the reply after 150). */
-  code: number;
-  /** Every reply of the command (EPSV excluded). */
-  replies: RawReply[];
-  /** Bytes received on the data connection (downloads and listings). */
-  data: Buffer;
-}
-
-/** EPSV, connect, send `line`, and read the replies; the data received is returned. */
-export async function rawDownload(raw: RawFtp, line: string): Promise<DataResult> {
-  const epsv = await raw.command('EPSV');
-  if (epsv.code !== 229) throw new Error(`EPSV failed: ${epsv.raw}`);
-  const socket = await openEpsvData(epsv);
-  const receiving = collect(socket);
-  const first = await raw.command(line);
-  if (first.code !== 150 && first.code !== 125) {
-    socket.destroy();
-    await receiving.catch(() => undefined);
-    return { code: first.code, replies: [first], data: Buffer.alloc(0) };
-  }
-  const data = await receiving;
-  const final = await raw.read();
-  return { code: final.code, replies: [first, final], data };
-}
-
-/** RETR through a raw connection. */
-export function rawRetr(raw: RawFtp, path: string): Promise<DataResult> {
-  return rawDownload(raw, `RETR ${path}`);
-}
-
-/** LIST (or NLST) through a raw connection; `names` are the last fields of the lines. */
-export async function rawList(raw: RawFtp, path?: string, verb = 'LIST'): Promise<DataResult & { names: string[] }> {
-  const result = await rawDownload(raw, path === undefined ? verb : `${verb} ${path}`);
-  const lines = result.data.toString('utf8').split(/\r?\n/).filter((l) => l !== '');
-  const names = verb === 'NLST' ? lines : lines.map((l) => l.split(/ +/).slice(8).join(' '));
-  return { ...result, names };
-}
-
-/** An upload verb (STOR, APPE, STOU…) with `content`, through a raw connection. */
-export async function rawUpload(raw: RawFtp, line: string, content: string | Buffer): Promise<DataResult> {
-  const epsv = await raw.command('EPSV');
-  if (epsv.code !== 229) throw new Error(`EPSV failed: ${epsv.raw}`);
-  const socket = await openEpsvData(epsv);
-  const closed = collect(socket);
-  const first = await raw.command(line);
-  if (first.code !== 150 && first.code !== 125) {
-    socket.destroy();
-    await closed.catch(() => undefined);
-    return { code: first.code, replies: [first], data: Buffer.alloc(0) };
-  }
-  socket.end(content);
-  await closed.catch(() => undefined);
-  const final = await raw.read();
-  return { code: final.code, replies: [first, final], data: Buffer.alloc(0) };
-}
-
 /**
  * A description of every entry under `dir` (not following symlinks): type, permission
  * bits, and file content or link target. Equal snapshots mean nothing changed.
@@ -164,16 +89,3 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** The JSON records of a log file (one object per line); [] if the file is missing. */
-export async function readJsonLines(file: string): Promise<Record<string, unknown>[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return [];
-  }
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}

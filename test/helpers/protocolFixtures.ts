@@ -6,7 +6,7 @@ import { connect, createServer, isIPv6, type AddressInfo, type Server, type Sock
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import type { ServerConfigInput } from '../../src/config/serverConfig.js';
-import { RawFtp, type RawReply } from './rawFtp.js';
+import { RawFtp, REPLY_MS, type RawReply } from './rawFtp.js';
 import { startTestServer, type TestServer, type TestUser } from './testServer.js';
 
 /**
@@ -15,9 +15,6 @@ import { startTestServer, type TestServer, type TestUser } from './testServer.js
  * detection, and the "client program missing" rule (fail naming the Debian package,
  * unless DFOS_SKIP_MISSING_CLIENTS=1).
  */
-
-/** How long a reply may take in these tests (generous: the suite runs files in parallel). */
-export const REPLY_MS = 15_000;
 
 /** Every verb of RFC 959, 2389, 2428 and 3659 that a walk over the verbs must cover. */
 export const RFC_VERBS = [
@@ -140,31 +137,6 @@ export async function waitRefused(host: string, port: number, timeoutMs = 5000):
     if (r === 'refused' || Date.now() >= deadline) return r;
     await sleep(100);
   }
-}
-
-/** Reads a data socket until the peer closes it (bounded); resolves with every byte. */
-export function readToEnd(socket: Socket, timeoutMs = REPLY_MS): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`data connection not closed within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks));
-    });
-  });
-}
-
-/** Writes everything and ends the socket, resolving when the data is handed over. */
-export function writeAndEnd(socket: Socket, data: Buffer | string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    socket.once('error', reject);
-    socket.end(data, () => resolve());
-  });
 }
 
 /**

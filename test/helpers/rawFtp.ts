@@ -1,5 +1,12 @@
 import { connect, type Socket } from 'node:net';
 
+/**
+ * How long tests wait for one control reply (and for a data connection to finish).
+ * Generous: the suite runs files in parallel on small machines, scrypt verification of PASS
+ * can take seconds there, and a slow reply is not what these tests are about.
+ */
+export const REPLY_MS = 20_000;
+
 /** One complete FTP reply. */
 export interface RawReply {
   code: number;

@@ -1,13 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { writeUsersFile, type TestUser } from './testServer.js';
-import { openEpsvData, type RawFtp, type RawReply } from './rawFtp.js';
 
 /** The repository root (where package.json, dist/ and pm2.config.js live). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -205,15 +203,6 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   return port;
 }
 
-/** Parses a JSON-lines log file (bounded wait for it to exist); every line must be JSON. */
-export async function readJsonLines(file: string): Promise<Record<string, unknown>[]> {
-  const text = await readFile(file, 'utf8');
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
 /** Polls `check` every `everyMs` until it returns a truthy value or `timeoutMs` passes. */
 export async function pollUntil<T>(check: () => Promise<T> | T, timeoutMs: number, everyMs = 50): Promise<T | undefined> {
   const deadline = Date.now() + timeoutMs;
@@ -227,20 +216,6 @@ export async function pollUntil<T>(check: () => Promise<T> | T, timeoutMs: numbe
     if (Date.now() > deadline) return undefined;
     await new Promise((r) => setTimeout(r, everyMs));
   }
-}
-
-/** Reads dfos.log lines (JSON), or [] when the file does not exist yet. */
-export async function dfosLog(logDir: string): Promise<Record<string, unknown>[]> {
-  const file = join(logDir, 'dfos.log');
-  if (!existsSync(file)) return [];
-  return readJsonLines(file);
-}
-
-/** Reads audit.log lines (JSON), or [] when the file does not exist yet. */
-export async function auditLog(logDir: string): Promise<Record<string, unknown>[]> {
-  const file = join(logDir, 'audit.log');
-  if (!existsSync(file)) return [];
-  return readJsonLines(file);
 }
 
 /** Files named like DFOS upload temporaries anywhere under `dir`. */
@@ -262,56 +237,6 @@ export async function findTemps(dir: string): Promise<string[]> {
   };
   await walk(dir, 0);
   return found;
-}
-
-/** A raw upload in progress: STOR sent, 150 read, data connection open. */
-export interface RawUpload {
-  data: import('node:net').Socket;
-  /** The 150 reply. */
-  preliminary: RawReply;
-}
-
-/** Sends TYPE I, EPSV and STOR/RETR `path` on a raw session and opens the data connection. */
-export async function startRawTransfer(raw: RawFtp, verb: 'STOR' | 'RETR', path: string, host = '127.0.0.1'): Promise<RawUpload> {
-  const type = await raw.command('TYPE I');
-  if (type.code !== 200) throw new Error(`TYPE I: ${type.raw}`);
-  const epsv = await raw.command('EPSV');
-  if (epsv.code !== 229) throw new Error(`EPSV: ${epsv.raw}`);
-  const data = await openEpsvData(epsv, host);
-  data.on('error', () => undefined);
-  raw.write(`${verb} ${path}\r\n`);
-  const preliminary = await raw.read();
-  if (preliminary.code !== 150 && preliminary.code !== 125) throw new Error(`${verb}: ${preliminary.raw}`);
-  return { data, preliminary };
-}
-
-/** Writes `chunk` to a socket and waits for it to be flushed to the kernel (bounded). */
-export async function writeChunk(socket: import('node:net').Socket, chunk: Buffer, timeoutMs = 5000): Promise<void> {
-  await new Promise<void>((res, rej) => {
-    const t = setTimeout(() => rej(new Error('write did not drain')), timeoutMs);
-    socket.write(chunk, (e) => {
-      clearTimeout(t);
-      if (e) rej(e);
-      else res();
-    });
-  });
-}
-
-/** Collects a readable socket's bytes until it ends (bounded). */
-export function collect(socket: import('node:net').Socket, timeoutMs = 20_000): Promise<Buffer> {
-  return new Promise((res, rej) => {
-    const chunks: Buffer[] = [];
-    const t = setTimeout(() => rej(new Error('data connection did not end')), timeoutMs);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.once('end', () => {
-      clearTimeout(t);
-      res(Buffer.concat(chunks));
-    });
-    socket.once('close', () => {
-      clearTimeout(t);
-      res(Buffer.concat(chunks));
-    });
-  });
 }
 
 /** A Writable that keeps everything (for basic-ftp downloads). */
