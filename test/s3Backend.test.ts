@@ -16,7 +16,8 @@ import { StorageError, type ReadHandle, type UserStorage, type WriteSink } from 
 import { freePort, startCephRgw, type CephRgw } from './helpers/ceph.js';
 import { storageContract } from './helpers/storageContract.js';
 import type { TestServer } from './helpers/testServer.js';
-import { rawLogin, startDataCommand, waitFor, writeData } from './helpers/interop.js';
+import { startDataCommand, writeData } from './helpers/dataTransfer.js';
+import { rawLogin, waitFor } from './helpers/interop.js';
 import { spawnServer } from './helpers/serverProcess.js';
 
 /**

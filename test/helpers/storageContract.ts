@@ -5,8 +5,9 @@ import { Client, FTPError } from 'basic-ftp';
 import type { ServerConfigInput } from '../../src/config/serverConfig.js';
 import { decodePreview } from '../../src/preview/previewFormat.js';
 import type { StorageCapabilities } from '../../src/storage/StorageBackend.js';
-import { download, rawLogin, REPLY_MS, startDataCommand, waitFor, writeData } from './interop.js';
-import { rawList, rawUpload } from './jailFixtures.js';
+import { rawList, rawUpload, startDataCommand, writeData } from './dataTransfer.js';
+import { download, rawLogin, waitFor } from './interop.js';
+import { REPLY_MS } from './rawFtp.js';
 import { startTestServer, type TestServer, type TestUser } from './testServer.js';
 
 /**
