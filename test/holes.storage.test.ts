@@ -1,13 +1,16 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, symlink, truncate, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { rawLogin, tempsUnder, waitFor, waitNoTemps } from './helpers/interop.js';
 import { snapshotTree } from './helpers/jailFixtures.js';
 import { REPLY_MS, type RawFtp } from './helpers/rawFtp.js';
 import { spawnServer } from './helpers/serverProcess.js';
+import { removeStaleTemps } from '../src/storage/local/hiddenTemp.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
 import { rawList, rawRetr, rawUpload, startDataCommand, writeData } from './helpers/dataTransfer.js';
 
@@ -138,6 +141,24 @@ test('row 7: a local process swapping a directory for a link to outside (renamea
   t.is(swapperError, '', 'the swapper ran');
   t.is(leaks, 0, 'content from outside was read');
   t.deepEqual(await snapshotTree(outside), before, 'something outside was written, deleted, created or chmod-ed');
+});
+
+test('row 7: the startup sweep of leftovers cannot be redirected outside by a directory swapped for a link', async (t) => {
+  t.timeout(60_000);
+  const dir = await mkdtemp(join(tmpdir(), 'dfos-sweep-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const storage = join(dir, 'storage');
+  const outside = join(dir, 'outside');
+  await mkdir(join(storage, 'alice', 'd'), { recursive: true });
+  await mkdir(outside);
+  await writeFile(join(outside, '.dfos-upload-bait.part'), 'not DFOS\'s to remove\n');
+  await symlink(outside, join(storage, 'alice', 'l'));
+  const swapper = spawn('python3', ['-c', SWAPPER, join(storage, 'alice', 'd'), join(storage, 'alice', 'l'), '5'], { stdio: 'ignore' });
+  t.teardown(() => swapper.kill('SIGKILL'));
+  const deadline = Date.now() + 3000;
+  for (let i = 0; i < 2000 && Date.now() < deadline; i++) await removeStaleTemps(storage);
+  swapper.kill('SIGKILL');
+  t.true(existsSync(join(outside, '.dfos-upload-bait.part')), 'the sweep removed a file outside the storage');
 });
 
 /** Exchanges two paths with renameat2(RENAME_EXCHANGE) in a loop, bounded in time and count. */

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { TEMP_PREFIX } from '../reservedNames.js';
 
 /** Names of DFOS's own leftovers: a temporary (`.part`) or an append journal (`.undo`). */
@@ -27,50 +26,72 @@ export interface AppendJournal {
   ino: number;
 }
 
+/** Opening a directory of the sweep: never through a link (a swapped-in link fails with ENOTDIR/ELOOP). */
+const SWEEP_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+/** Directories nested deeper than this are not swept (each level holds one descriptor). */
+const MAX_DEPTH = 256;
+
 /**
- * Startup sweep after a crash or power loss, under `dir`, recursively, without following
- * symbolic links: removes upload temporaries, and undoes unfinished appends (truncates the
- * file back to its journalled size when it is still the same inode, then removes the
- * journal). Bounded by `maxEntries` visited, so a huge tree cannot stall startup forever.
+ * Startup sweep after a crash or power loss, under `dir`, recursively: removes upload
+ * temporaries, and undoes unfinished appends (truncates the file back to its journalled
+ * size when it is still the same inode, then removes the journal). Like the jail, it walks
+ * by directory descriptors with O_NOFOLLOW, so a directory swapped for a link meanwhile
+ * cannot send it outside the storage. Bounded by `maxEntries` visited, so a huge tree
+ * cannot stall startup forever.
  */
 export async function removeStaleTemps(dir: string, maxEntries = 1_000_000): Promise<{ removed: number; undone: number }> {
-  let removed = 0;
-  let undone = 0;
-  let visited = 0;
-  const stack = [dir];
-  while (stack.length > 0 && visited < maxEntries) {
-    const current = stack.pop()!;
-    let entries;
-    try {
-      entries = await readdir(current, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      visited++;
-      const full = join(current, entry.name);
-      if (GENERATED.test(entry.name) && entry.isFile()) {
-        if (entry.name.endsWith('.undo') && (await undoAppend(current, full))) undone++;
-        await rm(full, { force: true });
-        removed++;
-      } else if (entry.isDirectory()) {
-        stack.push(full);
+  const counts = { removed: 0, undone: 0, visited: 0 };
+  const root = await open(dir, SWEEP_DIR).catch(() => undefined);
+  if (!root) return { removed: 0, undone: 0 };
+  try {
+    await sweep(root, counts, maxEntries, 0);
+  } finally {
+    await root.close();
+  }
+  return { removed: counts.removed, undone: counts.undone };
+}
+
+async function sweep(dir: FileHandle, counts: { removed: number; undone: number; visited: number }, maxEntries: number, depth: number): Promise<void> {
+  const here = `/proc/self/fd/${dir.fd}`;
+  let entries;
+  try {
+    entries = await readdir(here, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    if (++counts.visited > maxEntries) return;
+    if (GENERATED.test(entry.name) && entry.isFile()) {
+      if (entry.name.endsWith('.undo') && (await undoAppend(here, entry.name))) counts.undone++;
+      await rm(`${here}/${entry.name}`, { force: true });
+      counts.removed++;
+    } else if (entry.isDirectory() && depth < MAX_DEPTH) {
+      const child = await open(`${here}/${entry.name}`, SWEEP_DIR).catch(() => undefined);
+      if (!child) continue;
+      try {
+        await sweep(child, counts, maxEntries, depth + 1);
+      } finally {
+        await child.close();
       }
     }
   }
-  return { removed, undone };
 }
 
-/** Truncates the file named in a journal back to its recorded size; true if it did. */
-async function undoAppend(dir: string, journalPath: string): Promise<boolean> {
+/** Truncates the file named in a journal (in the directory `here`) back to its recorded size; true if it did. */
+async function undoAppend(here: string, journalName: string): Promise<boolean> {
   let journal: AppendJournal;
   try {
-    journal = JSON.parse(await readFile(journalPath, 'utf8')) as AppendJournal;
+    const handle = await open(`${here}/${journalName}`, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      journal = JSON.parse(await handle.readFile('utf8')) as AppendJournal;
+    } finally {
+      await handle.close();
+    }
   } catch {
     return false; // torn journal: written before any byte was appended
   }
   if (typeof journal.target !== 'string' || journal.target.includes('/') || !Number.isSafeInteger(journal.size)) return false;
-  const file = await open(join(dir, journal.target), constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+  const file = await open(`${here}/${journal.target}`, constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
   if (!file) return false;
   try {
     const stats = await file.stat();
