@@ -118,8 +118,10 @@ async function measure(backend: string, server: BenchServer, bigFile: string, bi
   const client = new Client(60_000);
   try {
     await withTimeout(client.access({ host: '127.0.0.1', port: server.port, user: BENCH_USER, password: BENCH_PASSWORD }), 60_000, 'login');
-    // Untimed warm-up: the first write creates the user's home (and, on a fresh RGW, its data pool: ~2 s).
-    await withTimeout(client.uploadFrom(Readable.from([randomBytes(MIB)]), 'warmup.bin'), 120_000, 'warm-up upload');
+    // Untimed warm-up: the first write creates the user's home, and on a fresh RGW the first
+    // PUT creates its data pool and the first multipart upload its multipart-metadata pool
+    // (~2 s each, once per cluster): 20 MiB is above one 8 MiB part, so both happen here.
+    await withTimeout(client.uploadFrom(Readable.from([randomBytes(20 * MIB)]), 'warmup.bin'), 120_000, 'warm-up upload');
     await withTimeout(client.downloadTo(collector().sink, 'warmup.bin'), 60_000, 'warm-up download');
     result.phases.push(
       await timed(server, 'single upload', singleMiB, async () => {
