@@ -143,12 +143,11 @@ export class FileSession {
     let path = input ?? '';
     try {
       path = this.resolve(input);
-      const size = (await this.options.storage.stat(path)).size;
       const handle = await this.options.storage.openRead(path, { offset: 0, length: limit });
       try {
         const head = await readAll(handle, limit);
         this.record('view', { path, bytes: head.length, durationMs: Date.now() - started });
-        return { path, head, size: Math.max(size, head.length) };
+        return { path, head, size: handle.fileSize };
       } finally {
         await handle.close();
       }

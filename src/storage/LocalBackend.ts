@@ -134,7 +134,7 @@ export class LocalUserStorage implements UserStorage {
       throw new StorageError('bad-offset', `Restart offset ${offset} is beyond the end of the file (${stats.size} bytes)`);
     }
     const size = Math.min(stats.size - offset, length ?? Infinity);
-    return new LocalReadHandle(file, offset, size);
+    return new LocalReadHandle(file, offset, size, stats.size);
   }
 
   async delete(path: string): Promise<void> {
@@ -269,6 +269,7 @@ class LocalReadHandle implements ReadHandle {
     private readonly file: FileHandle,
     private readonly offset: number,
     readonly size: number,
+    readonly fileSize: number,
   ) {}
 
   stream(): Readable {

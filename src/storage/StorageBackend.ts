@@ -82,6 +82,8 @@ export interface StorageCapabilities {
 export interface ReadHandle {
   /** Bytes that will be read (from the offset to the end, or up to the requested length). */
   readonly size: number;
+  /** The whole file's size (what SIZE and SITE VIEW report). */
+  readonly fileSize: number;
   /** The bytes as a stream (consumed at most once). */
   stream(): Readable;
   /**

@@ -205,7 +205,7 @@ export class S3UserStorage implements UserStorage {
         throw new StorageError('bad-offset', `${path}: Offset ${offset} is beyond the end of the file (${total} bytes)`);
       }
       const size = Math.min(total - offset, options.length ?? Number.MAX_SAFE_INTEGER);
-      if (size <= 0) return emptyHandle();
+      if (size <= 0) return emptyHandle(total);
       const answer = await this.options.client.send(
         new GetObjectCommand({
           Bucket: this.options.bucket,
@@ -217,7 +217,7 @@ export class S3UserStorage implements UserStorage {
       );
       const body = answer.Body;
       if (!(body instanceof Readable)) throw new StorageError('io', `${path}: Storage error`);
-      return bodyHandle(body, size, path);
+      return bodyHandle(body, size, total, path);
     } catch (err) {
       throw toStorageError(err, path);
     }
@@ -343,18 +343,19 @@ export class S3UserStorage implements UserStorage {
 }
 
 /** A handle for zero bytes (an empty file or an offset at its end): no GET needed. */
-function emptyHandle(): ReadHandle {
-  return { size: 0, stream: () => Readable.from([]), close: async () => undefined };
+function emptyHandle(fileSize: number): ReadHandle {
+  return { size: 0, fileSize, stream: () => Readable.from([]), close: async () => undefined };
 }
 
 /**
  * A handle over a GetObject body. Errors of the body (connection reset, socket timeout)
  * reach the reader as a StorageError about the client path, never as a raw SDK error.
  */
-function bodyHandle(body: Readable, size: number, path: string): ReadHandle {
+function bodyHandle(body: Readable, size: number, fileSize: number, path: string): ReadHandle {
   let out: PassThrough | undefined;
   return {
     size,
+    fileSize,
     stream() {
       if (out !== undefined) throw new StorageError('io', `${path}: already being read`);
       const pass = new PassThrough();
