@@ -7,7 +7,7 @@ import { storageContract } from './helpers/storageContract.js';
 /** The storage contract (test/helpers/storageContract.ts) on local disk. */
 storageContract(test, 'local disk', {
   config: async () => ({}),
-  capabilities: { atomicReplace: true, resume: true, append: true, chmod: true, renameDirectory: true },
+  capabilities: { atomicReplace: true, resume: true, append: true, chmod: true, renameDirectory: true, setModificationTime: true },
   stored: (srv, user, path) =>
     readFile(join(srv.storage, user, path)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;

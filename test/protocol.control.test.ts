@@ -134,7 +134,7 @@ test('HELP lists the real verbs: each listed verb is implemented (never answered
   t.deepEqual(problems, [], 'HELP lists verbs the server does not implement');
 });
 
-test('defect 12: FEAT lists exactly EPRT, EPSV, MDTM, MLST type*;size*;modify*;perm*, PASV, REST STREAM, SIZE, TVFS, UTF8 (no TLS features while TLS is off)', async (t) => {
+test('defect 12: FEAT lists exactly EPRT, EPSV, MDTM, MFMT, MLST type*;size*;modify*;perm*, PASV, REST STREAM, SIZE, TVFS, UTF8 (no TLS features while TLS is off)', async (t) => {
   const { srv } = await setup(t);
   for (const loggedIn of [false, true]) {
     const raw = loggedIn ? await login(t, srv) : await RawFtp.connect(srv.port);
@@ -150,7 +150,7 @@ test('defect 12: FEAT lists exactly EPRT, EPSV, MDTM, MLST type*;size*;modify*;p
       const space = text.indexOf(' ');
       return [(space === -1 ? text : text.slice(0, space)).toUpperCase(), space === -1 ? '' : text.slice(space + 1)] as const;
     }));
-    t.deepEqual([...byName.keys()].sort(), ['EPRT', 'EPSV', 'MDTM', 'MLST', 'PASV', 'REST', 'SIZE', 'TVFS', 'UTF8'], `FEAT ${loggedIn ? 'after' : 'before'} login: ${final.raw}`);
+    t.deepEqual([...byName.keys()].sort(), ['EPRT', 'EPSV', 'MDTM', 'MFMT', 'MLST', 'PASV', 'REST', 'SIZE', 'TVFS', 'UTF8'], `FEAT ${loggedIn ? 'after' : 'before'} login: ${final.raw}`);
     t.is(byName.get('REST')?.toUpperCase(), 'STREAM');
     const facts = (byName.get('MLST') ?? '').split(';').filter(Boolean).map((f) => f.toLowerCase());
     for (const fact of ['type*', 'size*', 'modify*', 'perm*']) t.true(facts.includes(fact), `MLST offers ${fact}: ${byName.get('MLST')}`);

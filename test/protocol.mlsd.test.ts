@@ -202,9 +202,10 @@ test('OPTS MLST type;size; restricts the facts of MLSD/MLST, and FEAT marks the 
   t.true(facts.includes('type*') && facts.includes('size*'), `FEAT after OPTS MLST: ${mlstLine}`);
   t.true(facts.includes('modify') && facts.includes('perm'), `modify and perm still offered, not selected: ${mlstLine}`);
 
-  // Unknown facts are ignored; an empty list selects none.
+  // An unknown fact is refused (501, as pyftpdlib does; issue 9) and changes nothing.
   const unknown = (await oneReply(raw, 'OPTS MLST modify;unknown.fact;')).final;
-  t.is(unknown.code, 200, unknown.raw);
+  t.is(unknown.code, 501, unknown.raw);
+  t.is((await oneReply(raw, 'OPTS MLST modify;')).final.code, 200);
   const m2 = (await oneReply(raw, 'MLST file.txt')).final;
   t.deepEqual(Object.keys(parseEntry(m2.lines[1]!.slice(1)).facts), ['modify'], m2.raw);
   t.is((await oneReply(raw, 'OPTS MLST type;size;modify;perm;')).final.code, 200);

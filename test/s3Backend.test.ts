@@ -484,7 +484,7 @@ function prefixOf(srv: TestServer): string {
 
 storageContract(test, 'S3 (Ceph RGW)', {
   config: async () => ({ storage: `s3://${CONTRACT_BUCKET}/t-${randomBytes(6).toString('hex')}`, s3Endpoint: ceph.endpoint }),
-  capabilities: { atomicReplace: true, resume: false, append: false, chmod: false, renameDirectory: false },
+  capabilities: { atomicReplace: true, resume: false, append: false, chmod: false, renameDirectory: false, setModificationTime: false },
   async stored(srv, user, path) {
     try {
       const object = await ceph.client.send(new GetObjectCommand({ Bucket: CONTRACT_BUCKET, Key: `${prefixOf(srv)}/${user}${path}` }));

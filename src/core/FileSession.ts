@@ -87,6 +87,23 @@ export class FileSession {
     });
   }
 
+  /**
+   * The whole content of a file of at most `maxBytes` bytes (for answers computed from the
+   * content, such as SIZE in TYPE A); a larger file is refused. No audit record: nothing
+   * leaves the server.
+   */
+  async content(input: string | null | undefined, maxBytes: number): Promise<{ path: string; bytes: Buffer }> {
+    return this.query(input, async (path) => {
+      const handle = await this.options.storage.openRead(path, { offset: 0, length: maxBytes + 1 });
+      try {
+        if (handle.fileSize > maxBytes) throw new StorageError('unsupported', `${path}: Too large to compute (over ${maxBytes} bytes)`);
+        return { path, bytes: await readAll(handle, maxBytes) };
+      } finally {
+        await handle.close();
+      }
+    });
+  }
+
   /** Changes the current directory; returns the new path. */
   async chdir(input: string | null | undefined): Promise<string> {
     return this.query(input, async (path) => {
@@ -117,6 +134,14 @@ export class FileSession {
     return this.change('chmod', input, (path) => {
       if (!this.capabilities.chmod) throw new StorageError('unsupported', 'Permission bits are not supported by this storage');
       return this.options.storage.chmod(path, mode);
+    });
+  }
+
+  /** Sets a file's modification time (MFMT); returns the path. */
+  setModificationTime(input: string | null | undefined, mtime: Date): Promise<string> {
+    return this.change('mtime', input, (path) => {
+      if (!this.capabilities.setModificationTime) throw new StorageError('unsupported', 'Setting modification times is not supported by this storage');
+      return this.options.storage.setModificationTime(path, mtime);
     });
   }
 

@@ -11,7 +11,8 @@ export type AuditAction =
   | 'mkdir'
   | 'rename'
   | 'view'
-  | 'chmod';
+  | 'chmod'
+  | 'mtime';
 
 /** One audit record: who did what to which path, with what outcome. */
 export interface AuditEvent {

@@ -24,6 +24,15 @@ export class LfToCrlf extends Transform {
   }
 }
 
+/** How many bytes `content` takes on the wire in TYPE A (each bare LF becomes CRLF, as LfToCrlf does). */
+export function asciiTransferSize(content: Buffer): number {
+  let extra = 0;
+  for (let i = content.indexOf(0x0a); i !== -1; i = content.indexOf(0x0a, i + 1)) {
+    if (i === 0 || content[i - 1] !== 0x0d) extra++;
+  }
+  return content.length + extra;
+}
+
 /** Uploads in TYPE A: each CRLF becomes LF; a lone CR is kept. */
 export class CrlfToLf extends Transform {
   private pendingCr = false;

@@ -1,5 +1,5 @@
 import { constants, type Stats } from 'node:fs';
-import { access, chmod, lstat, mkdir, open, readdir, rename, rmdir, unlink, type FileHandle } from 'node:fs/promises';
+import { access, chmod, lstat, mkdir, open, readdir, rename, rmdir, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
@@ -45,7 +45,7 @@ export interface LocalBackendOptions {
  * names only client paths.
  */
 export class LocalBackend implements StorageBackend {
-  readonly capabilities: StorageCapabilities = { atomicReplace: true, resume: true, append: true, chmod: true, renameDirectory: true };
+  readonly capabilities: StorageCapabilities = { atomicReplace: true, resume: true, append: true, chmod: true, renameDirectory: true, setModificationTime: true };
   private root = '';
 
   constructor(private readonly options: LocalBackendOptions) {}
@@ -207,6 +207,21 @@ export class LocalUserStorage implements UserStorage {
       try {
         if ((await handle.stat()).isSymbolicLink()) throw new StorageError('denied', `${path}: Permission denied`);
         await chmod(`/proc/self/fd/${handle.fd}`, mode);
+      } finally {
+        await handle.close();
+      }
+    });
+  }
+
+  async setModificationTime(path: string, mtime: Date): Promise<void> {
+    await this.using(path, true, async (at) => {
+      if (!existing(at, path).isFile()) throw notRegular(path);
+      // As for chmod: through an O_PATH descriptor of the entry itself, never by name.
+      const handle = await open(at.dir.at(at.name), O_PATH | constants.O_NOFOLLOW);
+      try {
+        const stats = await handle.stat();
+        if (!stats.isFile()) throw notRegular(path);
+        await utimes(`/proc/self/fd/${handle.fd}`, stats.atime, mtime);
       } finally {
         await handle.close();
       }

@@ -95,6 +95,7 @@ export class S3Backend implements StorageBackend {
     append: false,
     chmod: false,
     renameDirectory: false,
+    setModificationTime: false,
   };
   readonly description: string;
   /** Metadata requests and downloads. */

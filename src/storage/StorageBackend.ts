@@ -76,6 +76,8 @@ export interface StorageCapabilities {
   chmod: boolean;
   /** Renaming a directory (with everything in it). */
   renameDirectory: boolean;
+  /** Setting a file's modification time (MFMT, so sync clients keep times). */
+  setModificationTime: boolean;
 }
 
 /** An open file to read from a byte offset. */
@@ -135,6 +137,8 @@ export interface UserStorage {
   rename(from: string, to: string): Promise<void>;
   /** Sets permission bits (when capabilities.chmod). */
   chmod(path: string, mode: number): Promise<void>;
+  /** Sets a file's modification time (when capabilities.setModificationTime). */
+  setModificationTime(path: string, mtime: Date): Promise<void>;
 }
 
 /** A storage backend: one per server. */

@@ -175,6 +175,29 @@ export function storageContract(test: TestFn, title: string, backend: ContractBa
     t.deepEqual(await backend.leftovers(srv), []);
   });
 
+  test(`${title}: MFMT sets a file's modification time where the backend can (MDTM and MLST show it), else 502, and FEAT says which`, async (t) => {
+    const srv = await server(t);
+    const client = await srv.client('alice');
+    await upload(client, 'synced.txt', Buffer.from('x'));
+    const raw = await rawLogin(srv.port, 'alice', 'alice-pw');
+    t.teardown(() => raw.close());
+    const feat = await raw.command('FEAT', REPLY_MS);
+    t.is(feat.lines.some((l) => l.trim() === 'MFMT'), backend.capabilities.setModificationTime, feat.raw);
+    const reply = await raw.command('MFMT 20200102030405 synced.txt', REPLY_MS);
+    if (backend.capabilities.setModificationTime) {
+      t.is(reply.lines[0], '213 Modify=20200102030405; /synced.txt');
+      t.is((await raw.command('MDTM synced.txt', REPLY_MS)).lines[0], '213 20200102030405');
+      t.regex((await raw.command('MLST synced.txt', REPLY_MS)).raw, /modify=20200102030405(\.000)?;/);
+    } else {
+      t.is(reply.code, 502, reply.raw);
+    }
+    t.is((await raw.command('MFMT 20201302030405 synced.txt', REPLY_MS)).code, 501, 'month 13');
+    t.is((await raw.command('MFMT 20200102030405 missing.txt', REPLY_MS)).code, backend.capabilities.setModificationTime ? 550 : 502);
+    const reader = await rawLogin(srv.port, 'reader', 'reader-pw');
+    t.teardown(() => reader.close());
+    t.is((await reader.command('MFMT 20200102030405 anything.txt', REPLY_MS)).code, 550, 'read-only');
+  });
+
   test(`${title}: 50 sessions upload and download at once, every byte intact`, async (t) => {
     t.timeout(120_000);
     const srv = await server(t);

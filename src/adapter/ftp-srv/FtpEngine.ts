@@ -53,6 +53,7 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
       pasv_min: options.pasvMin,
       pasv_max: options.pasvMax,
       dfos_pasv_address: options.pasvAddress,
+      dfos_capabilities: options.capabilities,
       // Unused (DFOS's PASV handler announces the address) but set, so ftp-srv does not
       // warn at startup that passive mode is unavailable.
       pasv_url: (clientIp: string) => clientIp,
@@ -67,6 +68,8 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
         if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
       }
     }
+    // A client's FIN must not close the connection before the commands it sent are answered.
+    (this.ftp.server as { allowHalfOpen?: boolean }).allowHalfOpen = true;
     this.ftp.on('connect', ({ connection }: { connection: FtpConnection }) => this.attach(connection));
     this.ftp.on('login', ({ connection, username, password }: { connection: FtpConnection; username: string; password: string }, resolve: (r: unknown) => void, reject: (e: Error) => void) => {
       const session = sessionOf(connection);

@@ -52,7 +52,9 @@ export class Session implements EngineSession {
   readonly feed: CommandFeed;
   closed = false;
   /** How the session ended (QUIT 221, or 421 with the reason), for the logout record. */
-  ending: { code: number; reason: string } | undefined;
+  ending: { code?: number; reason: string } | undefined;
+  /** The running data command (for STAT during a transfer). */
+  transferDirective: string | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private loginTimer: NodeJS.Timeout | undefined;
 
@@ -73,6 +75,9 @@ export class Session implements EngineSession {
       this.replyCount++;
       return coalescedReply(connection, reply, options, letters);
     };
+    // With allowHalfOpen (set by FtpEngine), a client's FIN no longer closes the connection
+    // at once: every command it sent before is still run and answered, then it closes.
+    connection.commandSocket.on('end', () => this.feed.end(() => this.closeAfterHalfClose()));
     this.touch();
     if (context.loginTimeoutMs > 0) {
       this.loginTimer = setTimeout(() => this.onLoginTimeout(), context.loginTimeoutMs);
@@ -95,9 +100,10 @@ export class Session implements EngineSession {
     this.idleTimer = undefined;
   }
 
-  /** Marks a data transfer as started: the idle timeout is suspended. */
-  beginTransfer(): void {
+  /** Marks a data transfer (`directive`) as started: the idle timeout is suspended. */
+  beginTransfer(directive: string): void {
     this.busy = true;
+    this.transferDirective = directive;
     this.abortReason = undefined;
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
@@ -106,6 +112,7 @@ export class Session implements EngineSession {
   /** Marks the data transfer as ended: the idle timeout runs again. */
   endTransfer(): void {
     this.busy = false;
+    this.transferDirective = undefined;
     this.touch();
   }
 
@@ -134,6 +141,24 @@ export class Session implements EngineSession {
     const cut = setTimeout(() => socket.destroy(), CLOSE_WRITE_MS);
     cut.unref();
     await this.connection.close(421, message).catch(() => undefined);
+  }
+
+  /** STAT during a transfer (RFC 959 §4.1.3): the status of the transfer, answered at once. */
+  replyTransferStatus(): Promise<void> {
+    const data = this.connection.connector?.dataSocket;
+    const bytes = data ? data.bytesRead + data.bytesWritten : 0;
+    return this.connection.reply(213, `Status: ${this.transferDirective ?? 'transfer'} in progress, ${bytes} bytes so far`);
+  }
+
+  /** The client half-closed and every command it sent is answered: close our side too. */
+  private closeAfterHalfClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ending ??= { reason: 'connection closed by the client' };
+    clearTimeout(this.idleTimer);
+    const socket = this.connection.commandSocket;
+    socket.end();
+    setTimeout(() => socket.destroy(), CLOSE_WRITE_MS).unref();
   }
 
   /** EngineSession: the server is shutting down; closes now when no transfer runs. */

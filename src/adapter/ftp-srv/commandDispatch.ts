@@ -1,4 +1,5 @@
 import { CommandsClass, ConnectionClass, type FtpCommand, type FtpCommands, type FtpConnection } from './internals.js';
+import { argumentProblem } from './argumentRules.js';
 import { sessionOf } from './Session.js';
 
 /** Commands that use a data connection: the session is busy while they run. */
@@ -7,6 +8,8 @@ const DATA_COMMANDS = new Set(['LIST', 'NLST', 'RETR', 'STOR', 'APPE', 'STOU', '
 const FLAG_COMMANDS = new Set(['LIST', 'NLST', 'STAT']);
 /** An ABOR command line. */
 const ABOR_LINE = /^\s*ABOR\s*$/i;
+/** STAT without argument: during a transfer, answered at once with its status. */
+const STAT_LINE = /^\s*STAT\s*$/i;
 
 /**
  * Parses a command line keeping its argument intact. ftp-srv's parser strips every `"`
@@ -58,9 +61,15 @@ export function installCommandDispatch(): void {
     const command = typeof input === 'string' ? parseCommandLine(input) : input;
     if (!session) return originalHandle.call(this, command);
     if (session.closed) return;
+    const problem = argumentProblem(command);
+    if (problem) {
+      await connection.reply(501, problem);
+      session.touch();
+      return;
+    }
     session.suspendIdle();
     const isData = DATA_COMMANDS.has(command.directive) && connection.authenticated === true;
-    if (isData) session.beginTransfer();
+    if (isData) session.beginTransfer(command.directive);
     const repliesBefore = session.replyCount;
     try {
       await originalHandle.call(this, command);
@@ -90,5 +99,7 @@ export function installCommandDispatch(): void {
     // The feed keeps reading during a transfer (up to its input cap) so ABOR is seen.
     const abor = session.feed.push(data, session.busy ? ABOR_LINE : undefined);
     if (abor && session.busy) session.abortTransfer('aborted by client', true);
+    // STAT during a transfer is answered now, not after it (RFC 959 §4.1.3).
+    while (session.busy && session.feed.takeIf(STAT_LINE)) void session.replyTransferStatus();
   };
 }

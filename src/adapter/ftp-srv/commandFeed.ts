@@ -27,6 +27,9 @@ const BATCH = 64;
 export class CommandFeed {
   private readonly reader = new ControlLineReader();
   private running = false;
+  /** The client half-closed (FIN): answer what it sent, then call `onFinished`. */
+  private ended = false;
+  private onFinished: (() => void) | undefined;
   /** Most input bytes ever buffered at once (a diagnostic; bounded by the caps above). */
   peakBufferedBytes = 0;
 
@@ -56,10 +59,35 @@ export class CommandFeed {
     return seen;
   }
 
+  /**
+   * Takes the next complete line now, ahead of the running command, if it matches `re`
+   * (STAT during a transfer is answered at once, RFC 959 §4.1.3). Only the first waiting
+   * line is looked at, so replies never overtake earlier commands.
+   */
+  takeIf(re: RegExp): ControlItem | undefined {
+    const head = this.reader.peek();
+    return head !== undefined && re.test(head) ? this.reader.next() : undefined;
+  }
+
+  /**
+   * The client closed its sending side: every complete command already received still
+   * runs and is answered (a partial last line is dropped), then `onFinished` is called
+   * once so the connection can be closed.
+   */
+  end(onFinished: () => void): void {
+    this.ended = true;
+    this.onFinished = onFinished;
+    this.pump();
+  }
+
   /** Starts the run loop if it is idle, and pauses or resumes reading. */
   private pump(): void {
     this.updateFlow();
     if (this.running) return;
+    if (!this.reader.peekAny()) {
+      this.finishIfEnded();
+      return;
+    }
     this.running = true;
     void this.loop();
   }
@@ -80,7 +108,16 @@ export class CommandFeed {
     } finally {
       this.running = false;
       this.updateFlow();
+      this.finishIfEnded();
     }
+  }
+
+  /** After a half-close: once nothing is left to run, hand over to onFinished. */
+  private finishIfEnded(): void {
+    if (!this.ended || this.running || this.reader.peekAny() || this.socket.writableNeedDrain) return;
+    const done = this.onFinished;
+    this.onFinished = undefined;
+    done?.();
   }
 
   private updateFlow(): void {

@@ -4,6 +4,14 @@ export const MAX_LINE_BYTES = 4096;
 const IAC = 0xff;
 const LF = 0x0a;
 const CR = 0x0d;
+/** The lowest Telnet command byte (SE); IAC followed by a lower byte is not a command. */
+const TELNET_COMMANDS = 0xf0;
+/**
+ * An ABOR whose LF never came: Python's ftplib sends `ABOR\r\n` with MSG_OOB, which makes
+ * the LF TCP urgent data, and Node (no SO_OOBINLINE) never delivers it, so the line would
+ * never end. Its CR is the sign: a line that is exactly this is complete.
+ */
+const URGENT_ABOR = /^\s*ABOR\s*\r$/i;
 
 /** One item of the control stream: a command line, or a line that was too long. */
 export type ControlItem = { line: string; overlong?: undefined } | { line?: undefined; overlong: true };
@@ -38,6 +46,8 @@ export class ControlLineReader {
   /** A Telnet sequence cut at the end of a chunk: how many more bytes to skip. */
   private skipBytes = 0;
   private inIac = false;
+  /** An urgent-data ABOR was completed without its LF: drop that LF if it arrives after all. */
+  private dropNextLf = false;
 
   /** Input received and not yet taken by next(), in bytes (complete and partial lines). */
   get bufferedBytes(): number {
@@ -50,11 +60,15 @@ export class ControlLineReader {
    * ahead of it have run).
    */
   push(chunk: Buffer, watch?: RegExp): boolean {
-    const clean = this.stripTelnet(chunk);
+    let clean = this.stripTelnet(chunk);
+    if (this.dropNextLf && clean.length > 0) {
+      this.dropNextLf = false;
+      if (clean[0] === LF && this.pendingBytes === 0) clean = clean.subarray(1);
+    }
     const first = clean.indexOf(LF);
     if (first === -1) {
       this.addPartial(clean);
-      return false;
+      return this.completeUrgentAbor(watch);
     }
     let seen = false;
     // The first line completes the pending partial line.
@@ -83,7 +97,37 @@ export class ControlLineReader {
       }
     }
     this.addPartial(clean.subarray(last + 1));
-    return seen;
+    return this.completeUrgentAbor(watch) || seen;
+  }
+
+  /** Whether a complete line (or over-long marker) is waiting. */
+  peekAny(): boolean {
+    return this.ready.length > 0;
+  }
+
+  /** The first complete line, without taking it (undefined if none or an over-long marker). */
+  peek(): string | undefined {
+    const head = this.ready[0];
+    if (head === undefined || head === OVERLONG) return undefined;
+    const lf = head.indexOf(LF, this.readyOffset);
+    if (lf - this.readyOffset > 64) return undefined;
+    const end = lf > this.readyOffset && head[lf - 1] === CR ? lf - 1 : lf;
+    return head.toString('latin1', this.readyOffset, end);
+  }
+
+  /**
+   * Completes a partial line that is an ABOR ending in CR (its LF was urgent data and got
+   * lost), so it runs at once; a late LF is dropped. Returns whether `watch` matches it.
+   */
+  private completeUrgentAbor(watch: RegExp | undefined): boolean {
+    if (this.discarding || this.pendingBytes === 0 || this.pendingBytes > 64) return false;
+    const partial = Buffer.concat(this.pending, this.pendingBytes);
+    if (!URGENT_ABOR.test(partial.toString('latin1'))) return false;
+    this.addReady(Buffer.concat([partial, Buffer.from([LF])]));
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.dropNextLf = true;
+    return watch !== undefined && matches(partial, 0, partial.length, watch);
   }
 
   /** Takes the next complete line (or over-long marker), or undefined if there is none yet. */
@@ -128,7 +172,12 @@ export class ControlLineReader {
     this.pendingBytes += piece.length;
   }
 
-  /** Removes Telnet commands: IAC x (2 bytes), IAC WILL/WONT/DO/DONT opt (3 bytes). */
+  /**
+   * Removes Telnet commands: IAC x (2 bytes), IAC WILL/WONT/DO/DONT opt (3 bytes). An IAC
+   * followed by a byte that is no Telnet command is dropped alone: lftp sends IAC IP, then
+   * IAC DM with the DM as urgent data, which Node never delivers, so the stream holds
+   * IAC IP IAC and then the `A` of ABOR, which must not be eaten as a command byte.
+   */
   private stripTelnet(chunk: Buffer): Buffer {
     if (!this.inIac && this.skipBytes === 0 && !chunk.includes(IAC)) return chunk;
     const out = Buffer.allocUnsafe(chunk.length);
@@ -142,6 +191,7 @@ export class ControlLineReader {
         this.inIac = false;
         if (byte === IAC) out[n++] = IAC; // escaped 0xFF data byte
         else if (byte >= 0xfb && byte <= 0xfe) this.skipBytes = 1; // option negotiation
+        else if (byte < TELNET_COMMANDS) out[n++] = byte; // a lone IAC (its command byte was urgent data)
         continue;
       }
       if (byte === IAC) {

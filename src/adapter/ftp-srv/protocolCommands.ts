@@ -1,3 +1,5 @@
+import type { StorageCapabilities } from '../../storage/StorageBackend.js';
+import { parseRestOffset } from './argumentRules.js';
 import { ReplyError } from './replyError.js';
 import { fileSessionOf } from './connectionFs.js';
 import { commandRegistry, type CommandEntry, type FtpConnection } from './internals.js';
@@ -9,7 +11,19 @@ import { sessionOf } from './Session.js';
 
 /** The features FEAT announces: exactly what works (ftp-srv listed AUTH TLS without TLS). */
 function features(connection: FtpConnection): string[] {
-  return ['EPRT', 'EPSV', 'MDTM', mlstFeature(sessionOf(connection)?.mlstFacts ?? MLST_FACTS), 'PASV', 'REST STREAM', 'SIZE', 'TVFS', 'UTF8'];
+  const capabilities = connection.server.options.dfos_capabilities as StorageCapabilities | undefined;
+  return [
+    'EPRT',
+    'EPSV',
+    'MDTM',
+    ...(capabilities?.setModificationTime ? ['MFMT'] : []),
+    mlstFeature(sessionOf(connection)?.mlstFacts ?? MLST_FACTS),
+    'PASV',
+    'REST STREAM',
+    'SIZE',
+    'TVFS',
+    'UTF8',
+  ];
 }
 
 /** Runs a path command and sends its one reply (a client-safe failure on error). */
@@ -57,10 +71,15 @@ export const protocolCommands: CommandEntry[] = [
         return this.reply(501, 'OPTS UTF8 takes ON');
       }
       if (option === 'MLST') {
-        const wanted = value
+        const asked = value
           .split(';')
           .map((f) => f.trim().toLowerCase())
-          .filter((f): f is MlstFact => (MLST_FACTS as readonly string[]).includes(f));
+          .filter((f) => f !== '');
+        const unknown = asked.filter((f) => !(MLST_FACTS as readonly string[]).includes(f));
+        if (unknown.length > 0) {
+          return this.reply(501, `Unknown MLST fact ${unknown[0]!.slice(0, 32).replace(/[^\x21-\x7e]/g, '?')}; offered: ${MLST_FACTS.join(';')};`);
+        }
+        const wanted = asked as MlstFact[];
         const session = sessionOf(this);
         if (session) session.mlstFacts = MLST_FACTS.filter((f) => wanted.includes(f));
         return this.reply(200, `MLST OPTS ${(session?.mlstFacts ?? []).map((f) => `${f};`).join('')}`);
@@ -97,6 +116,17 @@ export const protocolCommands: CommandEntry[] = [
     description: 'Server status, or a listing of a directory (212) or file (213)',
   },
   {
+    directive: 'REST',
+    handler(this: FtpConnection, { command }) {
+      const offset = parseRestOffset(command.arg);
+      if (offset === undefined) return this.reply(501, 'REST needs a byte count: decimal digits only, e.g. REST 1024');
+      this.restByteCount = offset;
+      return this.reply(350, `Restarting next transfer at ${offset}`);
+    },
+    syntax: '{{cmd}} <byte-count>',
+    description: 'Restart the next RETR or STOR at this byte (stream mode)',
+  },
+  {
     directive: 'TYPE',
     handler(this: FtpConnection, { command }) {
       const arg = (command.arg ?? '').trim().toUpperCase().replace(/\s+/g, ' ');
@@ -118,7 +148,9 @@ export const protocolCommands: CommandEntry[] = [
     directive: 'MDTM',
     handler(this: FtpConnection, { command }) {
       return answer(this, async () => {
-        const { entry } = await fileSessionOf(this).stat(requireArg(command.arg, 'MDTM', 'a file name'));
+        const { path, entry } = await fileSessionOf(this).stat(requireArg(command.arg, 'MDTM', 'a file name'));
+        // RFC 3659 §3 defines MDTM for files only.
+        if (entry.type !== 'file') throw new ReplyError(550, `${path}: Not a regular file`);
         await this.reply(213, mlstTime(entry.mtime).slice(0, 14));
       });
     },

@@ -57,6 +57,7 @@ const SUCCESS_CODES: Record<AuditAction, number> = {
   rename: 250,
   view: 200,
   chmod: 200,
+  mtime: 213,
 };
 
 /**

@@ -340,6 +340,11 @@ export class S3UserStorage implements UserStorage {
   async chmod(path: string, _mode: number): Promise<void> {
     throw new StorageError('unsupported', `${path}: Permission bits are not supported on S3 storage`);
   }
+
+  /** S3 sets LastModified itself: an object's time cannot be chosen. */
+  async setModificationTime(path: string, _mtime: Date): Promise<void> {
+    throw new StorageError('unsupported', `${path}: Setting modification times is not supported on S3 storage`);
+  }
 }
 
 /** A handle for zero bytes (an empty file or an offset at its end): no GET needed. */
