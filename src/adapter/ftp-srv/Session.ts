@@ -77,7 +77,13 @@ export class Session implements EngineSession {
     };
     // With allowHalfOpen (set by FtpEngine), a client's FIN no longer closes the connection
     // at once: every command it sent before is still run and answered, then it closes.
-    connection.commandSocket.on('end', () => this.feed.end(() => this.closeAfterHalfClose()));
+    // A FIN during a transfer is taken as the client going away (the usual case: it closed or
+    // crashed), so the transfer is cut and an upload discarded; commands still queued are
+    // answered all the same.
+    connection.commandSocket.on('end', () => {
+      if (this.busy) this.abortTransfer('control connection closed by the client');
+      this.feed.end(() => this.closeAfterHalfClose());
+    });
     this.touch();
     if (context.loginTimeoutMs > 0) {
       this.loginTimer = setTimeout(() => this.onLoginTimeout(), context.loginTimeoutMs);

@@ -31,6 +31,9 @@ function endedNormally(socket: Socket): () => Promise<void> {
 /** Reply code and text for a transfer whose data connection failed mid-way. */
 export function transferFailure(connection: FtpConnection, err: unknown): { code: number; message: string } {
   const session = sessionOf(connection);
+  // The client's own ABOR: a 426 whose text does not contain "ABOR" (lftp pairs the
+  // following replies with the wrong commands when it does).
+  if (session?.abortReason && session.abortedByClient) return { code: 426, message: 'Transfer cancelled at the client\'s request; data connection closed' };
   if (session?.abortReason) return { code: 426, message: `Transfer aborted: ${session.abortReason}` };
   if (err instanceof ReplyError) return describeFailure(err);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
