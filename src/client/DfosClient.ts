@@ -10,8 +10,8 @@ import { Client, FTPError } from 'basic-ftp';
 import { decodePreview, type PreviewMode } from '../preview/previewFormat.js';
 import { CommandQueue } from './commandQueue.js';
 import { bufferControlLines } from './controlReplyFix.js';
-import { closedError, recordLocalError, toDfosError, type Operation } from './errorMapping.js';
-import { ProtocolError } from './errors.js';
+import { classify550, closedError, recordLocalError, toDfosError, type Operation } from './errorMapping.js';
+import { DfosError, NotFoundError, PermissionError, ProtocolError, UnsupportedError } from './errors.js';
 import { ProgressReporter, type ProgressHandler } from './progress.js';
 import { toRemoteEntry, type RemoteEntry } from './RemoteEntry.js';
 import { ForwardingSink, UploadCounter } from './transferStreams.js';
@@ -77,6 +77,29 @@ export interface RemotePreview {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const BUFFER_CHUNK = 64 * 1024;
+
+/**
+ * Commands about a path that must already exist: when one fails with a 550 that gives no
+ * reason (see classify550), a look at the path tells NotFoundError from PermissionError.
+ * Not STOR/APPE/MKD/RNTO, whose path is a target that need not exist.
+ */
+const EXISTING_PATH_VERBS = /^(RETR|REST|SIZE|DELE|RMD|RNFR|LIST|MLSD|NLST|MDTM|SITE VIEW|CWD)\b/;
+
+/** Replies to SITE VIEW from a server without it: 500/502/504, or a 501/202 that says so. */
+function isUnsupportedReply(code: number, text: string): boolean {
+  if (code === 500 || code === 502 || code === 504) return true;
+  return (code === 501 || code === 202) && /unknown|not understood|not implemented|unrecognized|not supported/i.test(text);
+}
+
+/** A reply as a value: FTP error replies (≥ 400) are returned, not thrown; anything else is thrown. */
+async function replyOf(send: () => Promise<{ code: number; message: string }>): Promise<{ code: number; message: string }> {
+  try {
+    return await send();
+  } catch (err) {
+    if (err instanceof FTPError) return { code: err.code, message: err.message };
+    throw err;
+  }
+}
 
 function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
@@ -258,6 +281,13 @@ export class DfosClient implements AsyncDisposable {
       op.command = dir === undefined ? verb : `${verb} ${dir}`;
       const now = new Date();
       const infos = await this.ftp.list(path);
+      // vsftpd lists a missing path as an empty LIST: look at the path before calling it empty.
+      if (infos.length === 0 && dir !== undefined && verb !== 'MLSD' && (await this.pathExists(dir, op.command)) === false) {
+        throw new NotFoundError(`list ${dir} failed: ${dir} does not exist on the server (its ${verb} was empty) (${op.command})`, {
+          command: op.command,
+          path: dir,
+        });
+      }
       return infos.filter((i) => i.name !== '.' && i.name !== '..').map((i) => toRemoteEntry(i, now));
     });
   }
@@ -271,7 +301,14 @@ export class DfosClient implements AsyncDisposable {
   preview(remotePath: string): Promise<RemotePreview> {
     const op: Operation = { action: 'view', path: remotePath, command: `SITE VIEW ${remotePath}` };
     return this.call(op, [remotePath], async () => {
-      const res = await this.ftp.send(`SITE VIEW ${await this.ftp.protectWhitespace(remotePath)}`);
+      const res = await replyOf(async () => this.ftp.send(`SITE VIEW ${await this.ftp.protectWhitespace(remotePath)}`));
+      if (isUnsupportedReply(res.code, res.message)) {
+        throw new UnsupportedError(
+          `view ${remotePath} failed: this server has no SITE VIEW (a DFOS extension; it answered "${res.message.replace(/\s*\n\s*/g, ' ')}") (${op.command})`,
+          { command: op.command, path: remotePath, code: res.code, reply: res.message },
+        );
+      }
+      if (res.code >= 400) throw new FTPError(res);
       let decoded;
       try {
         decoded = decodePreview(res.message);
@@ -351,9 +388,67 @@ export class DfosClient implements AsyncDisposable {
       try {
         return await body();
       } catch (err) {
-        throw toDfosError(err, op);
+        throw await this.refineMissing(toDfosError(err, op), op);
       }
     });
+  }
+
+  /**
+   * A 550 without a recognisable reason on a path that must exist (vsftpd's "Failed to open
+   * file.", pyftpdlib's "is not retrievable") becomes a NotFoundError when a look at the path
+   * shows it is not there; if it is there, or the look is inconclusive, it stays a PermissionError.
+   */
+  private async refineMissing(err: DfosError, op: Operation): Promise<DfosError> {
+    if (!(err instanceof PermissionError) || err.code !== 550 || op.path === undefined) return err;
+    if (!EXISTING_PATH_VERBS.test(op.command) || classify550(err.reply ?? '') !== 'unknown') return err;
+    if (this.userClosed || this.ftp.closed) return err;
+    const found = await this.pathExists(op.path, op.command);
+    if (found !== false) return err;
+    return new NotFoundError(`${err.message}; ${op.path} does not exist on the server`, {
+      code: err.code,
+      command: err.command,
+      path: err.path,
+      reply: err.reply,
+      cause: err.cause,
+    });
+  }
+
+  /**
+   * Whether a remote path exists, asked without a data connection: MLST where the server
+   * offers it (answers for files and directories alike), else SIZE, MDTM, then STAT (vsftpd
+   * answers SIZE and MDTM with 550 for directories too, and STAT with an empty listing for a
+   * missing path). true: it exists; false: every answer was "not there"; undefined: unknown.
+   */
+  private async pathExists(path: string, failedCommand: string): Promise<boolean | undefined> {
+    try {
+      const arg = await this.ftp.protectWhitespace(path);
+      if (this.ftp.availableListCommands.includes('MLSD')) {
+        const r = await replyOf(() => this.ftp.send(`MLST ${arg}`));
+        if (r.code >= 200 && r.code < 300) return true;
+        if (r.code === 550) return false;
+      }
+      let missing = false;
+      for (const verb of ['SIZE', 'MDTM']) {
+        if (failedCommand.startsWith(`${verb} `)) {
+          missing = true; // It just failed with the same reply.
+          continue;
+        }
+        const r = await replyOf(() => this.ftp.send(`${verb} ${arg}`));
+        if (r.code === 213) return true;
+        if (r.code === 550) missing = true;
+      }
+      const r = await replyOf(() => this.ftp.send(`STAT ${arg}`));
+      if (r.code >= 211 && r.code <= 213) {
+        const lines = r.message.split(/\r?\n/).filter((l) => l.trim() !== '');
+        // "213-Status follows:" … "213 End of status": anything between is a listing of the path.
+        if (lines.length > 2) return true;
+        if (lines.length === 2) return false;
+      }
+      if (r.code === 550) return false;
+      return missing ? false : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Connects and logs in (also used to reconnect after the connection was lost). */
@@ -393,8 +488,12 @@ export class DfosClient implements AsyncDisposable {
       return await this.ftp.size(remotePath);
     } catch (err) {
       if (!(err instanceof FTPError)) throw err;
-      if (err.code === 550 && missingOk && /no such file|not found|does not exist/i.test(err.message)) return undefined;
       if (err.code === 500 || err.code === 502 || err.code === 504) return undefined;
+      if (err.code !== 550 || !missingOk) throw err;
+      // Resuming an upload that never started: a missing remote file is size 0, anything else fails.
+      const kind = classify550(err.message);
+      if (kind === 'not-found') return undefined;
+      if (kind === 'unknown' && (await this.pathExists(remotePath, `SIZE ${remotePath}`)) === false) return undefined;
       throw err;
     }
   }

@@ -32,8 +32,30 @@ export function recordLocalError(op: Operation, err: unknown): void {
   if (!op.settled) op.localError ??= err;
 }
 
-/** DFOS (and most servers) answer 550 with this text for a path that does not exist. */
-const NOT_FOUND = /no such file or directory|not found|does not exist/i;
+/**
+ * 550 texts that say the path does not exist: DFOS, pyftpdlib and most servers ("No such file
+ * or directory"), IIS ("The system cannot find the file specified"), others ("File not found").
+ */
+const NOT_FOUND = /no such (file|directory|path)|not found|does(n't| not) exist|cannot find the (file|path)|can't find/i;
+
+/**
+ * 550 texts that give a reason other than a missing path: DFOS's own refusals (permission,
+ * read-only account, exists, is / is not a directory, not a regular file, not empty, the home
+ * directory, symbolic-link loops) and the same reasons in other servers' words.
+ */
+const REFUSED =
+  /denied|not permitted|not allowed|forbidden|read-only|(already|file) exists|is a directory|not a directory|not a (regular|plain) file|not empty|home directory|symbolic link/i;
+
+/**
+ * What a 550 reply's text says: the path is missing, the operation was refused for a named
+ * reason, or neither (vsftpd: "Failed to open file.", "Delete operation failed."; pyftpdlib:
+ * "/a is not retrievable."), which needs a look at the path to decide.
+ */
+export function classify550(text: string): 'not-found' | 'refused' | 'unknown' {
+  if (NOT_FOUND.test(text)) return 'not-found';
+  if (REFUSED.test(text)) return 'refused';
+  return 'unknown';
+}
 
 /** Socket error codes and basic-ftp messages that mean the connection failed or is gone. */
 const CONNECTION_CODES = new Set([
@@ -72,7 +94,10 @@ function describe(op: Operation, reason: string): string {
 /** The error class for an FTP reply code (and its text, which tells a missing path from a refusal). */
 function classForReply(code: number, text: string): typeof DfosError {
   if (code === 530) return AuthError;
-  if (code === 550) return NOT_FOUND.test(text) ? NotFoundError : PermissionError;
+  // An unknown reason stays a PermissionError here; DfosClient then looks at the path (see classify550).
+  if (code === 550) return classify550(text) === 'not-found' ? NotFoundError : PermissionError;
+  // pyftpdlib answers MLSD of a missing directory with "501 No such directory.".
+  if (code === 501 && NOT_FOUND.test(text)) return NotFoundError;
   if (code === 553) return PermissionError;
   if (code === 552 || code === 452) return QuotaError;
   if (code === 421 || code === 425 || code === 426) return ConnectionError;

@@ -45,7 +45,11 @@ export class AuthError extends DfosError {
   override name = 'AuthError';
 }
 
-/** The remote path does not exist (550 "No such file or directory"). */
+/**
+ * The remote path does not exist: a 550 whose text says so ("No such file or directory"),
+ * or a 550 without a recognisable reason (vsftpd's "Failed to open file.") for a path that
+ * a follow-up MLST/SIZE/MDTM/STAT shows is not there.
+ */
 export class NotFoundError extends DfosError {
   override name = 'NotFoundError';
 }
@@ -79,4 +83,14 @@ export class LocalError extends DfosError {
 /** Anything unexpected: an unknown reply code, a malformed reply, a refused resume, an unusable path. */
 export class ProtocolError extends DfosError {
   override name = 'ProtocolError';
+}
+
+/**
+ * The server does not implement what the call needs: `view()`/`preview()` (SITE VIEW, a DFOS
+ * extension) against another FTP server, which answers 500/502/504 ("Unknown SITE command").
+ * A ProtocolError, so code catching that keeps working; catch this class to tell "this
+ * server cannot do it" from a malformed exchange.
+ */
+export class UnsupportedError extends ProtocolError {
+  override name = 'UnsupportedError';
 }

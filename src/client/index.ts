@@ -25,6 +25,7 @@ export {
   PermissionError,
   ProtocolError,
   QuotaError,
+  UnsupportedError,
   type DfosErrorDetails,
 } from './errors.js';
 export type { ProgressEvent, ProgressHandler } from './progress.js';
