@@ -1,9 +1,11 @@
 import test, { type ExecutionContext } from 'ava';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { startDataCommand } from './helpers/dataTransfer.js';
 import { FAMILIES, loginAt, oneReply, requireClient, runProgram, startServer } from './helpers/protocolFixtures.js';
+import { auditLog } from './helpers/logFiles.js';
 import { REPLY_MS } from './helpers/rawFtp.js';
 import type { TestServer } from './helpers/testServer.js';
 
@@ -80,6 +82,30 @@ for (const family of FAMILIES) {
       t.regex(lines[2]!.reply, /^200 /, 'the session still works');
     });
   }
+}
+
+for (const family of FAMILIES) {
+  (family.available ? test : test.skip)(`lftp's own abort (a slow get killed mid-transfer) over ${family.name}: ABOR gets 426 then 226, the download is recorded as aborted, the session goes on`, async (t) => {
+    requireClient('lftp', ['--version'], 'lftp');
+    const srv = await serverWithBigFile(t, family.host);
+    const work = await mkdtemp(join(tmpdir(), 'dfos-lftp-abort-'));
+    t.teardown(() => rm(work, { recursive: true, force: true }));
+    const url = `ftp://${family.host.includes(':') ? `[${family.host}]` : family.host}:${srv.port}`;
+    const debug = join(work, 'debug.log');
+    // The get reads slowly (rate limit) and is killed after 2 s: lftp then sends its ABOR
+    // (IAC IP, IAC DM as urgent data, ABOR) and reuses the session for `ls`.
+    const script = `set net:limit-rate 100000; set net:max-retries 1; debug -o ${debug} 10; open -u alice,alice-pw ${url}; get big.bin -o ${join(work, 'big.part')} &; sleep 2; kill all; sleep 1; cls small.txt; exit`;
+    const r = await runProgram('lftp', ['-c', script], { timeoutMs: 40_000 });
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stdout, /small\.txt/, 'the session is still usable after the abort');
+    const log = await readFile(debug, 'utf8');
+    const after = log.slice(log.indexOf('---> ABOR'));
+    t.true(log.includes('---> ABOR'), 'lftp sent ABOR');
+    const replies = after.split('\n').filter((l) => l.includes('<--- ')).map((l) => l.slice(l.indexOf('<--- ') + 5, l.indexOf('<--- ') + 8));
+    t.deepEqual(replies.slice(0, 2), ['426', '226'], after.slice(0, 600));
+    const aborted = (await auditLog(srv.logDir)).find((e) => e.action === 'download' && e.result === 'aborted');
+    t.truthy(aborted, 'the download is recorded as aborted');
+  });
 }
 
 test('ftplib abort() with no transfer running gets 225 at once', async (t) => {
