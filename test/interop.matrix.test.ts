@@ -15,8 +15,8 @@ import type { TestServer } from './helpers/testServer.js';
  * Issue 4, interop matrix for the Node clients, over IPv4 and IPv6: basic-ftp (what the
  * DFOS client is built on) and DFOS's own client (src/client). Each does login, mkdir,
  * upload, list (MLSD), download, resume an interrupted download, rename, SITE VIEW through
- * its raw-command feature, delete. The external clients (curl, lftp, ftplib, tnftp) have
- * their own interop.*.test.ts files.
+ * its raw-command feature, delete. The external clients (curl, lftp, ftplib, tnftp,
+ * rclone, wget, ncftp) have their own interop.*.test.ts files.
  */
 
 const MTIME = new Date(Date.UTC(2023, 6, 14, 9, 26, 53));

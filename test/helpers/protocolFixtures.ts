@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { connect, createServer, isIPv6, type AddressInfo, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -244,10 +244,13 @@ export function startServer(options: { users?: TestUser[]; config?: Record<strin
   return startTestServer({ users: options.users, config: options.config as ServerConfigInput | undefined });
 }
 
-/** Whether `program` runs (spawned with `versionArgs`, no shell). */
-export function programAvailable(program: string, versionArgs: string[]): boolean {
+/**
+ * Whether `program` runs (spawned with `versionArgs`, no shell) and exits with one of
+ * `okCodes` (0 by default; ncftpput/ncftpget have no version flag and exit 8 on -h).
+ */
+export function programAvailable(program: string, versionArgs: string[], okCodes: readonly number[] = [0]): boolean {
   const r = spawnSync(program, versionArgs, { timeout: 10_000, stdio: 'ignore' });
-  return !r.error && r.status === 0;
+  return !r.error && r.status !== null && okCodes.includes(r.status);
 }
 
 /**
@@ -255,8 +258,8 @@ export function programAvailable(program: string, versionArgs: string[]): boolea
  * Without the switch a missing program makes the test run and FAIL (requireTool names the
  * Debian package). CI never sets the switch.
  */
-export function testWithClient(program: string, versionArgs: string[]): typeof test {
-  if (process.env.DFOS_SKIP_MISSING_CLIENTS === '1' && !programAvailable(program, versionArgs)) return test.skip as unknown as typeof test;
+export function testWithClient(program: string, versionArgs: string[], okCodes: readonly number[] = [0]): typeof test {
+  if (process.env.DFOS_SKIP_MISSING_CLIENTS === '1' && !programAvailable(program, versionArgs, okCodes)) return test.skip as unknown as typeof test;
   return test;
 }
 
@@ -377,14 +380,53 @@ export async function treeHashes(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
+/** Modification time of every file under `dir`, in whole seconds since the epoch, by relative path. */
+export async function treeMtimes(dir: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  for (const e of entries) {
+    if (!e.isFile()) continue;
+    const full = join(e.parentPath ?? (e as unknown as { path: string }).path, e.name);
+    out[relative(dir, full)] = Math.floor((await stat(full)).mtimeMs / 1000);
+  }
+  return out;
+}
+
 /**
- * Throws (so the test FAILS, never skips) when `program` cannot run, naming the Debian
- * package that provides it. Runs it with stdin from /dev/null (for clients that would
- * otherwise wait for commands).
+ * Writes the small tree the tree-sync interop tests (rclone, wget, ncftp) send around:
+ * nested directories, text files (one empty, one with spaces in its name) and binary
+ * files, each with its own whole-second modification time in the past (so a client that
+ * keeps times can be told from one that stamps "now"). Returns the times by relative path.
  */
-export function requireClient(program: string, versionArgs: string[], debianPackage: string): void {
+export async function writeInteropTree(dir: string): Promise<Record<string, number>> {
+  const files: [string, Buffer, string][] = [
+    ['a.txt', Buffer.from('alpha line\n  indented line\nlast\n'), '2021-03-04T05:06:07Z'],
+    ['empty.txt', Buffer.alloc(0), '2020-01-02T03:04:05Z'],
+    ['name with spaces.txt', Buffer.from('spaces\n'), '2018-07-08T09:10:11Z'],
+    ['sub/b.bin', randomBytes(150_000), '2019-12-31T23:59:58Z'],
+    ['sub/deeper/c.txt', Buffer.from('deep\r\nwith CRLF\r\n'), '2022-11-12T13:14:15Z'],
+    ['sub/deeper/d.bin', randomBytes(3000), '2017-05-06T07:08:09Z'],
+  ];
+  const times: Record<string, number> = {};
+  for (const [rel, data, iso] of files) {
+    const full = join(dir, rel);
+    await mkdir(join(full, '..'), { recursive: true });
+    await writeFile(full, data);
+    const seconds = Date.parse(iso) / 1000;
+    await utimes(full, seconds, seconds);
+    times[rel] = seconds;
+  }
+  return times;
+}
+
+/**
+ * Throws (so the test FAILS, never skips) when `program` cannot run (or exits with a code
+ * not in `okCodes`), naming the Debian package that provides it. Runs it with stdin from
+ * /dev/null (for clients that would otherwise wait for commands).
+ */
+export function requireClient(program: string, versionArgs: string[], debianPackage: string, okCodes: readonly number[] = [0]): void {
   const r = spawnSync(program, versionArgs, { timeout: 10_000, stdio: 'ignore' });
-  if (r.error || r.status !== 0) {
+  if (r.error || r.status === null || !okCodes.includes(r.status)) {
     const why = r.error ? r.error.message : `exit code ${r.status}`;
     throw new Error(`${program} is required by this test but is not usable (${why}): install the Debian package "${debianPackage}" (apt-get install -y ${debianPackage})`);
   }
