@@ -78,6 +78,7 @@ for (const family of FAMILIES) {
       t.regex(lines[0]!.reply, /^426 /, 'the transfer is answered 426');
       t.regex(lines[1]!.reply, /^226 /, 'then ABOR is answered 226');
       t.false(/ABOR/i.test(lines[0]!.reply), 'the 426 text must not say ABOR (lftp pairs replies by text)');
+      t.log(`426 after ${lines[0]!.ms} ms, 226 after ${lines[1]!.ms} ms`);
       t.true(lines[1]!.ms < 1000, `226 came ${lines[1]!.ms} ms after the abort`);
       t.regex(lines[2]!.reply, /^200 /, 'the session still works');
     });
