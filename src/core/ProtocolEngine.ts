@@ -25,6 +25,8 @@ export interface EngineSession extends SessionIdentity {
   readonly startedAt: number;
   /** The logged-in user, if any. */
   readonly user: string | undefined;
+  /** The control connection's TLS (protocol and cipher), or undefined when it is clear. */
+  readonly tls: string | undefined;
   /** A transfer is running (the drain waits for it). */
   readonly busy: boolean;
   /** How the session ended, for the logout record (set once it has). */

@@ -28,6 +28,8 @@ export interface AuditEvent {
   result: 'ok' | 'failed' | 'aborted';
   /** FTP reply code sent to the client. */
   code?: number;
+  /** The control connection's TLS (protocol and cipher) on login records; absent when clear. */
+  tls?: string;
   /** Short reason for a failure, or how a session ended (client-safe wording). */
   reason?: string;
 }

@@ -153,12 +153,19 @@ export class DfosServer {
     const result = await this.users.authenticate(username, password, session.client);
     if (!result.ok) {
       await sleep(Math.max(0, this.config.authFailDelay * 1000 - (Date.now() - started)));
-      this.loggers.log.info('Login failed', { session: session.id, client: session.client, user: username.slice(0, 64), reason: result.reason });
+      this.loggers.log.info('Login failed', { session: session.id, client: session.client, user: username.slice(0, 64), reason: result.reason, tls: session.tls });
       const refused = new StorageError('denied', 'Login incorrect');
       audit.record(username.slice(0, 64), { action: 'login', result: 'failed', code: describe('login', refused).code, reason: result.reason });
       throw refused;
     }
     const user = result.user.name;
+    if ((result.user as { requireTls?: boolean }).requireTls === true && session.tls === undefined) {
+      await sleep(Math.max(0, this.config.authFailDelay * 1000 - (Date.now() - started)));
+      const refused = new StorageError('denied', 'TLS required for this account: reconnect and send AUTH TLS first');
+      this.loggers.log.info('Login refused: this user requires TLS', { session: session.id, client: session.client, user });
+      audit.record(user, { action: 'login', result: 'failed', code: describe('login', refused).code, reason: 'TLS required for this user' });
+      throw refused;
+    }
     let storage;
     try {
       storage = await this.storage.openHome(user);
@@ -177,7 +184,7 @@ export class DfosServer {
       audit.record(user, { action: 'login', result: 'failed', code: describe('login', unavailable).code, reason: `home folder unavailable (${errno})`, durationMs: Date.now() - started });
       throw unavailable;
     }
-    audit.record(user, { action: 'login', result: 'ok', code: describe('login').code, durationMs: Date.now() - started });
+    audit.record(user, { action: 'login', result: 'ok', code: describe('login').code, durationMs: Date.now() - started, tls: session.tls });
     return new FileSession({ user, readOnly: result.user.readOnly, storage, capabilities: this.storage.capabilities, audit, log: this.loggers.log, describe });
   }
 

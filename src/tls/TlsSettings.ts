@@ -9,6 +9,12 @@ export interface TlsSettings {
   readonly mode: 'on' | 'required';
   /** The current certificate and key (replaced in place when they are reloaded). */
   secureContext(): SecureContext;
+  /**
+   * A fresh context with the current certificate and key and its own session-ticket keys,
+   * for one control connection and its data connections: only sessions that connection's
+   * client was given can be resumed on its data connections (RFC 4217 §10.2 session reuse).
+   */
+  sessionContext(): SecureContext;
   /** Lowest protocol version accepted. */
   readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
   /**

@@ -2,6 +2,9 @@ import { randomInt } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FtpConnection, FtpConnector } from './internals.js';
 import { normaliseAddress } from '../../util/address.js';
+import { ReplyError } from './replyError.js';
+import { serverTls } from './tlsCommands.js';
+import type { Session } from './Session.js';
 import { sessionOf } from './Session.js';
 
 /** Where passive listeners go and how long data connections may wait or stall. */
@@ -82,6 +85,10 @@ export class DataChannel implements FtpConnector {
   private waiters: { resolve: (s: Socket) => void; reject: (e: Error) => void }[] = [];
   private unusedTimer: NodeJS.Timeout | undefined;
   #timedOut = false;
+  /** The data connection is usable (after its TLS handshake and session check, with PROT P). */
+  private ready: Socket | null = null;
+  /** Why the accepted data connection cannot be used (a failed TLS handshake or session check). */
+  private failure: Error | undefined;
 
   constructor(
     private readonly connection: FtpConnection,
@@ -123,9 +130,10 @@ export class DataChannel implements FtpConnector {
   /** Resolves with the data connection, connecting (active) or waiting for it (passive). */
   waitForConnection(): Promise<Socket> {
     this.clearUnusedTimer(); // a transfer command claims the channel
-    if (this.dataSocket) return Promise.resolve(this.dataSocket);
-    if (this.type === 'active' && this.active) return this.connectActive(this.active);
-    if (this.type !== 'passive' || !this.dataServer) return Promise.reject(new Error('no data connection was set up'));
+    if (this.ready) return Promise.resolve(this.ready);
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.type === 'active' && this.active && !this.dataSocket) return this.connectActive(this.active);
+    if (!this.dataSocket && (this.type !== 'passive' || !this.dataServer)) return Promise.reject(new Error('no data connection was set up'));
     return new Promise<Socket>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w.resolve !== resolve);
@@ -157,6 +165,8 @@ export class DataChannel implements FtpConnector {
     }
     this.dataServer?.close();
     this.dataSocket = null;
+    this.ready = null;
+    this.failure = undefined;
     this.dataServer = null;
     this.active = undefined;
     this.type = false;
@@ -201,10 +211,52 @@ export class DataChannel implements FtpConnector {
     // No Nagle: a listing or a file's last partial segment goes out at once instead of
     // waiting for the client's delayed ACK.
     socket.setNoDelay(true);
+    const session = sessionOf(this.connection);
+    if (session?.protectData && session.context.tls) {
+      this.adoptSecure(socket, session);
+      return;
+    }
+    this.use(socket);
+  }
+
+  /**
+   * PROT P: the data connection is TLS, the server side of the handshake (RFC 4217 §9,
+   * whichever side connected). With session reuse required (the default), the client must
+   * resume the control connection's TLS session: the session's context has its own ticket
+   * keys, so only that client can; anyone else racing to the port gets 522 and no data.
+   */
+  private adoptSecure(socket: Socket, session: Session): void {
+    const secure = serverTls(socket, session);
+    secure.on('error', () => undefined);
+    this.dataSocket = secure;
+    const timer = setTimeout(() => secure.destroy(new Error('TLS handshake on the data connection timed out')), this.options.connectTimeoutMs);
+    timer.unref();
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      if (this.dataSocket !== secure || this.ready) return;
+      this.failure = err;
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w.reject(err);
+    };
+    secure.once('close', () => fail(new ReplyError(425, 'The data connection closed before its TLS handshake completed')));
+    secure.once('secure', () => {
+      clearTimeout(timer);
+      if (session.context.tls?.sessionReuse === 'required' && !secure.isSessionReused()) {
+        fail(new ReplyError(522, "Data connection refused: it must reuse the control connection's TLS session"));
+        secure.destroy();
+        return;
+      }
+      this.use(secure);
+    });
+  }
+
+  private use(socket: Socket): void {
     if (this.options.stallTimeoutMs > 0) {
       socket.setTimeout(this.options.stallTimeoutMs, () => socket.destroy(new Error('data connection stalled')));
     }
     this.dataSocket = socket;
+    this.ready = socket;
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.resolve(socket);
@@ -217,8 +269,8 @@ export class DataChannel implements FtpConnector {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.pause();
+        this.waiters.push({ resolve, reject });
         this.adopt(socket);
-        resolve(socket);
       });
       socket.once('error', (err) => {
         clearTimeout(timer);

@@ -3,6 +3,9 @@ import type { AddressInfo } from 'node:net';
 import type winston from 'winston';
 import type { EngineHooks, ProtocolEngine } from '../../core/ProtocolEngine.js';
 import type { StorageCapabilities } from '../../storage/StorageBackend.js';
+import type { TlsSettings } from '../../tls/TlsSettings.js';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
 import { bunyanAdapter } from './bunyanLogger.js';
 import { DataChannel, PassivePortAllocator } from './DataChannel.js';
 import { FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.js';
@@ -11,6 +14,7 @@ import { formatListLine } from './listFormat.js';
 import { describeOutcome } from './replyError.js';
 import { Session, sessionOf, type SessionContext } from './Session.js';
 import { transferFailure } from './transferCommands.js';
+import { describeTls } from './tlsCommands.js';
 
 /** What the engine needs from DFOS. */
 export interface FtpEngineOptions {
@@ -24,6 +28,8 @@ export interface FtpEngineOptions {
   dataTimeoutMs: number;
   log: winston.Logger;
   session: SessionContext;
+  /** FTPS (explicit AUTH TLS, and implicit on tls.implicitPort); undefined: TLS off. */
+  tls?: TlsSettings;
   /** What the storage backend can do, so FEAT advertises only what works. */
   capabilities: StorageCapabilities;
   /** What the engine asks of the server: logins and session ends. */
@@ -40,6 +46,7 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
   private readonly ftp: FtpServerInternal;
   private readonly live = new Set<Session>();
   private readonly ports: PassivePortAllocator;
+  private implicit: NetServer | undefined;
 
   constructor(private readonly options: FtpEngineOptions) {
     super();
@@ -99,11 +106,44 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
       for (const l of others) server.on('error', l);
     }
     const bound = this.ftp.server.address() as AddressInfo;
+    if (this.options.tls?.implicitPort !== undefined) await this.listenImplicit(this.options.tls.implicitPort);
     return { address: bound.address, port: bound.port };
+  }
+
+  /**
+   * Implicit FTPS (`tls.implicitPort`): TLS from the first byte. Each connection is wrapped
+   * with a fresh per-connection context (its own session tickets, for data-connection
+   * session reuse) and handed to ftp-srv like a plain one.
+   */
+  private async listenImplicit(port: number): Promise<void> {
+    const tls = this.options.tls!;
+    const server = createNetServer({ pauseOnConnect: true, allowHalfOpen: true }, (plain) => {
+      const context = tls.sessionContext();
+      const secure = new TLSSocket(plain, { isServer: true, secureContext: context, requestCert: false });
+      (secure as TLSSocket & { dfosContext?: unknown }).dfosContext = context;
+      secure.on('error', () => secure.destroy());
+      this.ftp.server.emit('connection', secure);
+    });
+    server.on('error', (err) => this.options.log.error('Implicit TLS listener error', { err: err.message }));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port, host: this.options.host }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.implicit = server;
+  }
+
+  /** The implicit TLS listener's port, if there is one. */
+  get implicitPort(): number | undefined {
+    const address = this.implicit?.address();
+    return typeof address === 'object' && address ? address.port : undefined;
   }
 
   /** Stops accepting new control connections; existing sessions continue. */
   stopAccepting(): void {
+    if (this.implicit?.listening) this.implicit.close();
     if (this.ftp.server.listening) this.ftp.server.close();
   }
 
@@ -144,7 +184,18 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     // reply written while the previous one is unacknowledged waits for the client's
     // delayed ACK (~40 ms), e.g. 331 then 230 for a pipelined USER + PASS.
     connection.commandSocket.setNoDelay(true);
-    const session = new Session(connection, this.options.session);
+    const session = new Session(connection, { ...this.options.session, tls: this.options.tls });
+    if (connection.commandSocket instanceof TLSSocket) {
+      // Implicit FTPS: the control connection is TLS already, data connections always are.
+      const secure = connection.commandSocket as TLSSocket & { dfosContext?: SecureContext };
+      session.secureContext = secure.dfosContext;
+      session.protectData = true;
+      session.pbszSent = true;
+      session.feed.lines.watchAuthTls = false;
+      secure.once('secure', () => {
+        session.tls = describeTls(secure);
+      });
+    }
     const dataTimeout = this.options.dataTimeoutMs;
     connection.connector = new DataChannel(connection, {
       bindHost: this.options.host,

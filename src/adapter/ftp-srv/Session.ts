@@ -1,4 +1,7 @@
+import type { SecureContext } from 'node:tls';
+import type { Socket } from 'node:net';
 import type winston from 'winston';
+import type { TlsSettings } from '../../tls/TlsSettings.js';
 import type { EngineSession } from '../../core/ProtocolEngine.js';
 import { normaliseAddress } from '../../util/address.js';
 import { coalescedReply } from './coalescedReply.js';
@@ -17,6 +20,8 @@ export interface SessionContext {
    */
   loginTimeoutMs: number;
   log: winston.Logger;
+  /** FTPS settings, or undefined when TLS is off. */
+  tls?: TlsSettings;
 }
 
 const sessions = new WeakMap<FtpConnection, Session>();
@@ -55,6 +60,14 @@ export class Session implements EngineSession {
   ending: { code?: number; reason: string } | undefined;
   /** The running data command (for STAT during a transfer). */
   transferDirective: string | undefined;
+  /** The control connection's TLS (protocol and cipher), once AUTH TLS or the implicit port secured it. */
+  tls: string | undefined;
+  /** PROT P: data connections are TLS. */
+  protectData = false;
+  /** PBSZ was sent after AUTH (RFC 4217 requires it before PROT). */
+  pbszSent = false;
+  /** The TLS context of this connection (own session tickets, see TlsSettings.sessionContext). */
+  secureContext: SecureContext | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private loginTimer: NodeJS.Timeout | undefined;
 
@@ -80,10 +93,8 @@ export class Session implements EngineSession {
     // A FIN during a transfer is taken as the client going away (the usual case: it closed or
     // crashed), so the transfer is cut and an upload discarded; commands still queued are
     // answered all the same.
-    connection.commandSocket.on('end', () => {
-      if (this.busy) this.abortTransfer('control connection closed by the client');
-      this.feed.end(() => this.closeAfterHalfClose());
-    });
+    connection.commandSocket.on('end', this.onEnd);
+    this.feed.lines.watchAuthTls = context.tls !== undefined;
     this.touch();
     if (context.loginTimeoutMs > 0) {
       this.loginTimer = setTimeout(() => this.onLoginTimeout(), context.loginTimeoutMs);
@@ -147,6 +158,23 @@ export class Session implements EngineSession {
     const cut = setTimeout(() => socket.destroy(), CLOSE_WRITE_MS);
     cut.unref();
     await this.connection.close(421, message).catch(() => undefined);
+  }
+
+  private readonly onEnd = () => {
+    if (this.busy) this.abortTransfer('control connection closed by the client');
+    this.feed.end(() => this.closeAfterHalfClose());
+  };
+
+  /**
+   * The control connection is TLS from now on (AUTH TLS, or the implicit port): replies go
+   * out on `secure`, commands are read from it, and its end/drain drive the session.
+   */
+  adoptSecureSocket(secure: Socket, plain: Socket): void {
+    plain.off('end', this.onEnd);
+    this.connection.commandSocket = secure;
+    secure.on('end', this.onEnd);
+    this.feed.setSocket(secure);
+    this.feed.lines.watchAuthTls = false;
   }
 
   /** STAT during a transfer (RFC 959 §4.1.3): the status of the transfer, answered at once. */

@@ -33,14 +33,29 @@ export class CommandFeed {
   /** Most input bytes ever buffered at once (a diagnostic; bounded by the caps above). */
   peakBufferedBytes = 0;
 
+  private readonly onDrain = () => this.pump();
+
   constructor(
-    private readonly socket: Socket,
+    private socket: Socket,
     /** Runs one item (replying to it); never rejects. */
     private readonly run: (item: ControlItem) => Promise<void>,
     /** A data transfer is running. */
     private readonly transferring: () => boolean,
   ) {
-    socket.on('drain', () => this.pump());
+    socket.on('drain', this.onDrain);
+  }
+
+  /** The reader, for the TLS upgrade (AUTH TLS: the bytes after its line are the handshake). */
+  get lines(): ControlLineReader {
+    return this.reader;
+  }
+
+  /** After AUTH TLS: read from and write to the TLS socket from now on. */
+  setSocket(socket: Socket): void {
+    this.socket.off('drain', this.onDrain);
+    this.socket = socket;
+    socket.on('drain', this.onDrain);
+    this.pump();
   }
 
   /** Input bytes received and not yet run. */
@@ -123,7 +138,9 @@ export class CommandFeed {
   private updateFlow(): void {
     const socket = this.socket;
     const full =
-      this.reader.bufferedBytes > MAX_BUFFERED_INPUT || (socket.writableNeedDrain && !this.transferring());
+      this.reader.bufferedBytes > MAX_BUFFERED_INPUT ||
+      this.reader.holding || // past AUTH TLS: the rest is the handshake, read by the TLS socket
+      (socket.writableNeedDrain && !this.transferring());
     if (full) {
       if (!socket.isPaused()) socket.pause();
     } else if (socket.isPaused() && !socket.destroyed) {

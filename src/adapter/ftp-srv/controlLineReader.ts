@@ -12,6 +12,10 @@ const TELNET_COMMANDS = 0xf0;
  * never end. Its CR is the sign: a line that is exactly this is complete.
  */
 const URGENT_ABOR = /^\s*ABOR\s*\r$/i;
+/** An AUTH line that starts TLS (RFC 4217; `AUTH SSL` is the old alias). */
+const AUTH_TLS_LINE = /(?:^|\n)[ \t]*AUTH[ \t]+(?:TLS|SSL|TLS-C)[ \t]*\r?\n/i;
+/** TLS bytes held after an AUTH line before the handshake takes them (a ClientHello is ~0.5–2 KiB). */
+const MAX_HELD_TLS_BYTES = 64 * 1024;
 
 /** One item of the control stream: a command line, or a line that was too long. */
 export type ControlItem = { line: string; overlong?: undefined } | { line?: undefined; overlong: true };
@@ -48,6 +52,30 @@ export class ControlLineReader {
   private inIac = false;
   /** An urgent-data ABOR was completed without its LF: drop that LF if it arrives after all. */
   private dropNextLf = false;
+  /** Watch for `AUTH TLS`: the bytes after its line are TLS, not commands. */
+  watchAuthTls = false;
+  /** Raw bytes received after an AUTH TLS line (the client's ClientHello), held for the handshake. */
+  private held: Buffer[] | undefined;
+  private heldBytes = 0;
+
+  /** An AUTH TLS line was read: later input is held raw until takeHeld() or releaseHeld(). */
+  get holding(): boolean {
+    return this.held !== undefined;
+  }
+
+  /** The raw bytes after the AUTH TLS line (for the TLS handshake); normal reading resumes. */
+  takeHeld(): Buffer {
+    const bytes = Buffer.concat(this.held ?? [], this.heldBytes);
+    this.held = undefined;
+    this.heldBytes = 0;
+    return bytes;
+  }
+
+  /** AUTH was refused: the held bytes are read as commands after all. */
+  releaseHeld(): void {
+    const bytes = this.takeHeld();
+    if (bytes.length > 0) this.push(bytes);
+  }
 
   /** Input received and not yet taken by next(), in bytes (complete and partial lines). */
   get bufferedBytes(): number {
@@ -60,6 +88,26 @@ export class ControlLineReader {
    * ahead of it have run).
    */
   push(chunk: Buffer, watch?: RegExp): boolean {
+    if (this.held) {
+      // Past an AUTH TLS line: the client speaks TLS now (a ClientHello pipelined with it).
+      if (this.heldBytes + chunk.length <= MAX_HELD_TLS_BYTES) this.held.push(Buffer.from(chunk));
+      this.heldBytes += chunk.length;
+      return false;
+    }
+    if (this.watchAuthTls) {
+      const end = authTlsLineEnd(Buffer.concat(this.pending, this.pendingBytes), chunk);
+      if (end !== -1) {
+        const seen = this.pushLines(chunk.subarray(0, end), watch);
+        this.held = [];
+        this.heldBytes = 0;
+        if (end < chunk.length) this.push(chunk.subarray(end));
+        return seen;
+      }
+    }
+    return this.pushLines(chunk, watch);
+  }
+
+  private pushLines(chunk: Buffer, watch?: RegExp): boolean {
     let clean = this.stripTelnet(chunk);
     if (this.dropNextLf && clean.length > 0) {
       this.dropNextLf = false;
@@ -202,6 +250,19 @@ export class ControlLineReader {
     }
     return out.subarray(0, n);
   }
+}
+
+/**
+ * Where, in `chunk`, the line of an `AUTH TLS` command ends (the index after its LF), or -1.
+ * `partial` is the line received before `chunk` without its LF yet. AUTH lines carry no
+ * Telnet bytes, so the raw bytes are searched.
+ */
+function authTlsLineEnd(partial: Buffer, chunk: Buffer): number {
+  const text = partial.toString('latin1') + chunk.toString('latin1', 0, Math.min(chunk.length, 64 * 1024));
+  const m = AUTH_TLS_LINE.exec(text);
+  if (!m) return -1;
+  const end = m.index + m[0].length - partial.length;
+  return end > 0 ? end : -1;
 }
 
 /** Whether bytes [start, lf) (CR dropped) match `re`; only short lines are decoded. */

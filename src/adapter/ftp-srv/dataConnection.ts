@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { ReplyError } from './replyError.js';
 import { DataChannel } from './DataChannel.js';
 import type { FtpConnection } from './internals.js';
+import { sessionOf } from './Session.js';
 
 /**
  * Announces a transfer with 150 `announcement`, then waits for the data connection that
@@ -11,6 +12,10 @@ import type { FtpConnection } from './internals.js';
  * was closed for want of a transfer command (once: the command's end() clears that).
  */
 export async function openDataConnection(connection: FtpConnection, announcement: string): Promise<Socket> {
+  const session = sessionOf(connection);
+  if (session?.context.tls?.mode === 'required' && !session.protectData) {
+    throw new ReplyError(521, 'Data connections must be protected on this server: send PBSZ 0 and PROT P');
+  }
   if (!connection.connector?.type) {
     if (connection.connector instanceof DataChannel && connection.connector.timedOut) {
       throw new ReplyError(425, 'The passive data port was closed: no transfer command came in time; send PASV or EPSV again');
@@ -20,8 +25,8 @@ export async function openDataConnection(connection: FtpConnection, announcement
   await connection.reply(150, announcement);
   try {
     return await connection.connector.waitForConnection();
-  } catch {
-    throw new ReplyError(425, 'Cannot open data connection');
+  } catch (err) {
+    throw err instanceof ReplyError ? err : new ReplyError(425, 'Cannot open data connection');
   }
 }
 

@@ -3,7 +3,8 @@ import { abortCommand } from './abortCommand.js';
 import { fileCommands } from './fileCommands.js';
 import { listCommands } from './listCommands.js';
 import { mlsxCommands } from './mlsxCommands.js';
-import { protocolCommands, withdrawUnsupported } from './protocolCommands.js';
+import { protocolCommands } from './protocolCommands.js';
+import { tlsCommands } from './tlsCommands.js';
 import { commandRegistry, type CommandEntry } from './internals.js';
 import { loginCommands } from './loginCommands.js';
 import { dataChannelCommands } from './dataChannelCommands.js';
@@ -37,6 +38,6 @@ export function installFtpSrvPatches(): void {
   register([abortCommand]);
   register(mlsxCommands);
   register(protocolCommands);
-  withdrawUnsupported();
+  register(tlsCommands);
   register(siteCommands);
 }

@@ -15,6 +15,10 @@ export const loginCommands: CommandEntry[] = [
     handler(this: FtpConnection, { command }) {
       if (this.authenticated) return this.reply(503, 'Already logged in');
       if (!command.arg) return this.reply(501, 'USER needs a user name');
+      const session = sessionOf(this);
+      if (session?.context.tls?.mode === 'required' && session.tls === undefined) {
+        return this.reply(530, 'TLS required: send AUTH TLS first (or use the implicit FTPS port)');
+      }
       this.username = command.arg;
       return this.reply(331, 'User name okay, need password');
     },
@@ -38,7 +42,9 @@ export const loginCommands: CommandEntry[] = [
           if (session) return session.close421(err.message);
           return this.close(421, err.message);
         }
-        return this.reply(530, 'Login incorrect');
+        // Every refusal reads the same ('Login incorrect'), except a right password refused
+        // because the account needs TLS, whose message says so.
+        return this.reply(530, err instanceof StorageError && err.kind === 'denied' ? err.message : 'Login incorrect');
       }
     },
     syntax: '{{cmd}} <password>',

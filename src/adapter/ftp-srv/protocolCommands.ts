@@ -2,7 +2,7 @@ import type { StorageCapabilities } from '../../storage/StorageBackend.js';
 import { parseRestOffset } from './argumentRules.js';
 import { ReplyError } from './replyError.js';
 import { fileSessionOf } from './connectionFs.js';
-import { commandRegistry, type CommandEntry, type FtpConnection } from './internals.js';
+import type { CommandEntry, FtpConnection } from './internals.js';
 import { formatListLine } from './listFormat.js';
 import { MLST_FACTS, mlstFeature, mlstTime, type MlstFact } from './mlsxFacts.js';
 import { quotePath } from './fileCommands.js';
@@ -12,13 +12,16 @@ import { sessionOf } from './Session.js';
 /** The features FEAT announces: exactly what works (ftp-srv listed AUTH TLS without TLS). */
 function features(connection: FtpConnection): string[] {
   const capabilities = connection.server.options.dfos_capabilities as StorageCapabilities | undefined;
+  const tls = sessionOf(connection)?.context.tls !== undefined;
   return [
+    ...(tls ? ['AUTH TLS', 'AUTH SSL'] : []),
     'EPRT',
     'EPSV',
     'MDTM',
     ...(capabilities?.setModificationTime ? ['MFMT'] : []),
     mlstFeature(sessionOf(connection)?.mlstFacts ?? MLST_FACTS),
     'PASV',
+    ...(tls ? ['PBSZ', 'PROT'] : []),
     'REST STREAM',
     'SIZE',
     'TVFS',
@@ -100,6 +103,7 @@ export const protocolCommands: CommandEntry[] = [
           'DFOS FTP server status:',
           { raw: true, message: ` Connected from ${session?.client ?? 'unknown'}` },
           { raw: true, message: ` Logged in as ${session?.user ?? 'nobody'}` },
+          { raw: true, message: ` Control connection: ${session?.tls ? `TLS (${session.tls})` : 'clear'}; data connections: ${session?.protectData ? 'TLS (PROT P)' : 'clear (PROT C)'}` },
           { raw: true, message: ` TYPE: ${this.transferType === 'ascii' ? 'ASCII' : 'BINARY'}, STRUcture: File, MODE: Stream` },
           { raw: true, message: ` Data connection: ${this.connector?.type || 'none'}` },
           'End of status',
@@ -204,10 +208,10 @@ export const protocolCommands: CommandEntry[] = [
   },
 ];
 
-/** Verbs ftp-srv registers that DFOS does not offer (TLS is not configured). */
-export const WITHDRAWN_VERBS = ['AUTH', 'PBSZ', 'PROT'];
+/** Verbs that exist only where TLS is configured (hidden from HELP elsewhere, answered 502). */
+export const TLS_VERBS = ['AUTH', 'PBSZ', 'PROT', 'CCC'];
 
-/** Removes verbs that would only answer "not supported" from the registry (and HELP). */
-export function withdrawUnsupported(): void {
-  for (const verb of WITHDRAWN_VERBS) delete commandRegistry[verb];
+/** Whether `verb` is offered by this connection's server (the registry is process-wide). */
+export function offered(connection: FtpConnection, verb: string): boolean {
+  return !TLS_VERBS.includes(verb) || sessionOf(connection)?.context.tls !== undefined;
 }

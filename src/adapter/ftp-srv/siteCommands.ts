@@ -2,6 +2,7 @@ import { encodePreview, PREVIEW_LIMIT } from '../../preview/previewFormat.js';
 import { commandRegistry, type CommandEntry, type FtpConnection, type ReplyLetter } from './internals.js';
 import { describeFailure, ReplyError } from './replyError.js';
 import { fileSessionOf } from './connectionFs.js';
+import { offered } from './protocolCommands.js';
 
 /** SITE sub-commands with their HELP text. */
 const SITE_HELP = [
@@ -61,7 +62,7 @@ export const siteCommands: CommandEntry[] = [
     handler(this: FtpConnection, { command }) {
       const topic = (command.arg ?? '').trim().toUpperCase();
       if (!topic) {
-        const verbs = Object.keys(commandRegistry).sort();
+        const verbs = Object.keys(commandRegistry).filter((v) => offered(this, v)).sort();
         const rows: string[] = [];
         for (let i = 0; i < verbs.length; i += 8) rows.push(' ' + verbs.slice(i, i + 8).join(' '));
         return this.reply(214, 'The following commands are recognized:', ...rows.map((r) => ({ raw: true, message: r })), 'Use HELP <command> for details');
@@ -69,7 +70,7 @@ export const siteCommands: CommandEntry[] = [
       if (topic === 'SITE') {
         return this.reply(214, 'SITE sub-commands:', ...SITE_HELP.map((l) => ({ raw: true, message: ` ${l}` })), 'End of HELP SITE');
       }
-      const entry = Object.prototype.hasOwnProperty.call(commandRegistry, topic) ? commandRegistry[topic] : undefined;
+      const entry = Object.prototype.hasOwnProperty.call(commandRegistry, topic) && offered(this, topic) ? commandRegistry[topic] : undefined;
       if (!entry) return this.reply(502, `Unknown command ${topic.slice(0, 32).replace(/[^\x21-\x7e]/g, '?')}`);
       return this.reply(214, `Syntax: ${entry.syntax.replace('{{cmd}}', topic)}`, entry.description);
     },
