@@ -219,14 +219,20 @@ test('dfos CLI: put, ls, get over ftpes:// with --ca and over ftps:// with DFOS_
   sameBytes(t, await readFile(join(explicit.root, top, 'up.bin')), content, 'uploaded by the CLI');
   const ls = await ok(['ls', top, '--url', explicitUrl, '--fingerprint', cert.fingerprint]);
   t.regex(ls.stdout.toString(), /up\.bin/);
-  await ok(['get', `${top}/up.bin`, 'back.bin', '--url', implicitUrl], { DFOS_FINGERPRINT: cert.fingerprint });
+  // The implicit-TLS server has a root of its own.
+  const pinned = { DFOS_FINGERPRINT: cert.fingerprint };
+  await ok(['mkdir', top, '--url', implicitUrl], pinned);
+  await ok(['put', 'up.bin', `${top}/up.bin`, '--url', implicitUrl], pinned);
+  await ok(['get', `${top}/up.bin`, 'back.bin', '--url', implicitUrl], pinned);
   sameBytes(t, await readFile(join(dir, 'back.bin')), content, 'downloaded by the CLI');
   await ok(['get', `${top}/up.bin`, 'insecure.bin', '--url', implicitUrl, '--insecure']);
+  await ok(['get', `${top}/up.bin`, 'insecure-env.bin', '--url', explicitUrl], { DFOS_INSECURE: '1' });
   sameBytes(t, await readFile(join(dir, 'insecure.bin')), content, 'downloaded with --insecure');
 
   const fails = async (args: string[], pattern: RegExp, extraEnv: Record<string, string> = {}) => {
     const r = await runCli(CLI, args, { env: { ...env, ...extraEnv }, cwd: dir });
     t.is(r.code, 3, `dfos ${args.join(' ')}: ${r.stderr}`);
+    t.log(r.stderr.trim());
     t.is(r.stderr.split('\n').length, 2, `one line: ${JSON.stringify(r.stderr)}`);
     t.regex(r.stderr, pattern);
   };
