@@ -1,10 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FTPError } from 'basic-ftp';
@@ -18,219 +15,18 @@ import {
   UnsupportedError,
 } from '../src/client/index.js';
 import { classify550, toDfosError } from '../src/client/errorMapping.js';
-import { closedPort, collector, runCli, sameBytes, tempDir, type CliRun } from './helpers/clientFixtures.js';
+import { collector, runCli, sameBytes, tempDir, type CliRun } from './helpers/clientFixtures.js';
+import { startPyftpdlib, startVsftpd, type Peer } from './helpers/peerServers.js';
 
 /**
  * DfosClient and the `dfos` CLI against two other FTP servers, vsftpd and pyftpdlib (Debian
  * packages "vsftpd" and "python3-pyftpdlib"; a missing one FAILS these tests, naming the
- * package). Each server is started once for this file on 127.0.0.1 with a free control port,
- * passive ports chosen by the kernel and a temporary directory, and stopped by its PID.
- * vsftpd logs in local system users through PAM: the test creates the user `dfospeer` (if it
- * is not there yet; needs root, as in CI; home "/" if its home is missing, since vsftpd
- * changes into it before local_root) and gives it a new random password on every run.
+ * package). Each server is started once for this file (see helpers/peerServers.ts: loopback,
+ * free ports, a temporary directory, stopped by its PID; vsftpd logs in the system user
+ * `dfospeer`, created if missing, which needs root as in CI).
  */
 
-const VSFTPD = '/usr/sbin/vsftpd';
-/** Debian's python3 (python3-pyftpdlib is installed for it, not for a python3 earlier on PATH). */
-const PYTHON = '/usr/bin/python3';
-const PEER_USER = 'dfospeer';
 const CLI = fileURLToPath(new URL('../dist/dfos.cjs', import.meta.url));
-const START_MS = 15_000;
-
-interface Peer {
-  name: 'vsftpd' | 'pyftpdlib';
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  /** Where the logged-in user's files are on disk. */
-  root: string;
-  /** Whether the server's sessions run as a non-root user (file modes then refuse reads). */
-  dropsPrivileges: boolean;
-  stop(): Promise<void>;
-}
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program (no shell) with `input` on stdin, killed after `timeoutMs`; never rejects for a non-zero exit. */
-function runProgram(file: string, args: string[], input = '', timeoutMs = 10_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input);
-  });
-}
-
-function missingPackage(what: string, debianPackage: string, why: string): Error {
-  return new Error(`${what} is required by this test but is not usable (${why}): install the Debian package "${debianPackage}" (apt-get install -y ${debianPackage})`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Waits (bounded) until `port` greets with a 220 line; fails early if the process exits. */
-async function waitGreeting(port: number, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + START_MS;
-  for (let attempt = 0; attempt < 1000 && Date.now() < deadline; attempt++) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`the server exited (${child.exitCode ?? child.signalCode}) before listening: ${log().trim()}`);
-    }
-    const greeting = await new Promise<string>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port });
-      let text = '';
-      const done = () => {
-        s.destroy();
-        resolve(text);
-      };
-      s.setTimeout(1000, done);
-      s.on('data', (d: Buffer) => {
-        text += d.toString('latin1');
-        if (text.includes('\n')) done();
-      });
-      s.on('error', done);
-      s.on('close', done);
-    });
-    if (greeting.startsWith('220')) return;
-    await sleep(50);
-  }
-  throw new Error(`no 220 greeting on 127.0.0.1:${port} within ${START_MS} ms: ${log().trim()}`);
-}
-
-/** Starts `file args` in its own process group; stop() ends that group (the server and the session processes it forked) by the PID. */
-async function startServer(file: string, args: string[], port: number, cleanup: () => Promise<void>): Promise<() => Promise<void>> {
-  const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (log = (log + d).slice(-4000)));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (log = (log + d).slice(-4000)));
-  const spawned = new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', reject);
-  });
-  await spawned;
-  const pid = child.pid!;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async () => {
-    const signal = (sig: NodeJS.Signals) => {
-      try {
-        process.kill(-pid, sig);
-      } catch {
-        // Already gone.
-      }
-    };
-    signal('SIGTERM');
-    const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
-    if (!gone) signal('SIGKILL');
-    await Promise.race([exited, sleep(5000)]);
-    signal('SIGKILL'); // Session processes that outlived the listener.
-    await cleanup();
-  };
-  try {
-    await waitGreeting(port, child, () => log);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return stop;
-}
-
-/** The `dfospeer` system user (created if missing) with a new random password; its uid and gid. */
-async function peerUser(password: string): Promise<{ uid: number; gid: number }> {
-  if (process.getuid?.() !== 0) throw new Error('the vsftpd tests create a system user for PAM logins and must run as root (as CI does)');
-  let id = await runProgram('id', ['-u', PEER_USER]);
-  if (id.code !== 0) {
-    // vsftpd changes to the home directory before local_root: "/" always exists.
-    const add = await runProgram('useradd', ['-M', '-N', '-d', '/', '-s', '/bin/bash', '-c', 'DFOS client peer test', PEER_USER]);
-    // 9: created meanwhile by another run; that is fine.
-    if (add.code !== 0 && add.code !== 9) throw new Error(`useradd ${PEER_USER} failed (${add.code}): ${add.stderr.trim()}`);
-    id = await runProgram('id', ['-u', PEER_USER]);
-  }
-  const home = (await runProgram('getent', ['passwd', PEER_USER])).stdout.split(':')[5] ?? '';
-  if (home === '' || !existsSync(home)) {
-    const mod = await runProgram('usermod', ['-d', '/', PEER_USER]);
-    if (mod.code !== 0) throw new Error(`usermod -d / ${PEER_USER} failed (${mod.code}): ${mod.stderr.trim()}`);
-  }
-  const gid = await runProgram('id', ['-g', PEER_USER]);
-  const set = await runProgram('chpasswd', [], `${PEER_USER}:${password}\n`);
-  if (set.code !== 0) throw new Error(`chpasswd for ${PEER_USER} failed (${set.code}): ${set.stderr.trim()}`);
-  return { uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
-}
-
-async function startVsftpd(): Promise<Peer> {
-  if (!existsSync(VSFTPD)) throw missingPackage(VSFTPD, 'vsftpd', 'not found');
-  const password = randomBytes(18).toString('base64url');
-  const { uid, gid } = await peerUser(password);
-  const base = await mkdtemp(join(tmpdir(), 'dfos-peer-vsftpd-'));
-  await chmod(base, 0o755);
-  const root = join(base, 'files');
-  const empty = join(base, 'empty');
-  await mkdir(root);
-  await mkdir(empty, { mode: 0o755 });
-  await chown(root, uid, gid);
-  const port = await closedPort();
-  const conf = join(base, 'vsftpd.conf');
-  await writeFile(
-    conf,
-    [
-      'listen=YES',
-      'listen_address=127.0.0.1',
-      `listen_port=${port}`,
-      'background=NO',
-      'anonymous_enable=NO',
-      'local_enable=YES',
-      'write_enable=YES',
-      'local_umask=022',
-      `local_root=${root}`,
-      'chroot_local_user=YES',
-      'allow_writeable_chroot=YES',
-      'pasv_enable=YES',
-      'pasv_address=127.0.0.1',
-      // No pasv_min_port/pasv_max_port: the kernel picks free passive ports.
-      'seccomp_sandbox=NO',
-      'isolate=NO',
-      'isolate_network=NO',
-      'pam_service_name=vsftpd',
-      `secure_chroot_dir=${empty}`,
-      'xferlog_enable=NO',
-      'ssl_enable=NO',
-      '',
-    ].join('\n'),
-  );
-  const stop = await startServer(VSFTPD, [conf], port, () => rm(base, { recursive: true, force: true }));
-  return { name: 'vsftpd', host: '127.0.0.1', port, user: PEER_USER, password, root, dropsPrivileges: true, stop };
-}
-
-async function startPyftpdlib(): Promise<Peer> {
-  if (!existsSync(PYTHON)) throw missingPackage(PYTHON, 'python3-pyftpdlib', 'not found');
-  const check = await runProgram(PYTHON, ['-c', 'import pyftpdlib']);
-  if (check.code !== 0) throw missingPackage(`${PYTHON} -m pyftpdlib`, 'python3-pyftpdlib', check.stderr.trim().split('\n').at(-1) ?? 'import failed');
-  const base = await mkdtemp(join(tmpdir(), 'dfos-peer-pyftpdlib-'));
-  const root = join(base, 'files');
-  await mkdir(root);
-  const password = randomBytes(18).toString('base64url');
-  const port = await closedPort();
-  // No -r: the kernel picks free passive ports.
-  const args = ['-m', 'pyftpdlib', '-i', '127.0.0.1', '-p', String(port), '-w', '-d', root, '-u', 'peer', '-P', password];
-  const stop = await startServer(PYTHON, args, port, () => rm(base, { recursive: true, force: true }));
-  return { name: 'pyftpdlib', host: '127.0.0.1', port, user: 'peer', password, root, dropsPrivileges: false, stop };
-}
 
 /** Each server is started once, on first use, and stopped after the last test. */
 const started = new Map<Peer['name'], Promise<Peer>>();

@@ -112,7 +112,7 @@ test('exports map: another project resolves dfos/client (node_modules symlink), 
     console.log(JSON.stringify({ client: Object.keys(client).sort(), same: root.DfosClient === client.DfosClient, deep }));`;
   const { stdout } = await run(process.execPath, ['--input-type=module', '-e', probe], { cwd: project });
   t.deepEqual(JSON.parse(stdout), {
-    client: ['AuthError', 'ConnectionError', 'DfosClient', 'DfosError', 'LocalError', 'NotFoundError', 'PermissionError', 'ProtocolError', 'QuotaError', 'UnsupportedError'],
+    client: ['AuthError', 'ConnectionError', 'DfosClient', 'DfosError', 'LocalError', 'NotFoundError', 'PermissionError', 'ProtocolError', 'QuotaError', 'TlsVerificationError', 'UnsupportedError'],
     same: true,
     deep: 'ERR_PACKAGE_PATH_NOT_EXPORTED',
   });

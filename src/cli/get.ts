@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { Command } from 'commander';
-import { CONNECTION_HELP, transferProgress, urlOption, withClient } from './connection.js';
+import { caOption, CONNECTION_HELP, fingerprintOption, insecureOption, transferProgress, urlOption, withClient } from './connection.js';
 
 /** The local path for `get REMOTE [LOCAL]`: LOCAL, LOCAL/ + the remote name if LOCAL is a directory, or the remote name. */
 export async function localTargetFor(remote: string, local: string | undefined): Promise<string> {
@@ -21,6 +21,9 @@ export function registerGet(program: Command): void {
     .argument('[local]', 'local path or directory (default: the remote file name in the current directory)')
     .option('--resume', 'continue an interrupted download kept with --resume (.NAME.dfos-part next to the target)')
     .addOption(urlOption())
+    .addOption(caOption())
+    .addOption(fingerprintOption())
+    .addOption(insecureOption())
     .addHelpText('after', CONNECTION_HELP)
     .action(async (remote: string, local: string | undefined, opts: { resume?: boolean }, cmd: Command) => {
       const target = await localTargetFor(remote, local);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { RemoteEntry } from '../client/index.js';
-import { CONNECTION_HELP, urlOption, withClient } from './connection.js';
+import { caOption, CONNECTION_HELP, fingerprintOption, insecureOption, urlOption, withClient } from './connection.js';
 
 const TYPE_LETTER: Record<RemoteEntry['type'], string> = { file: '-', directory: 'd', symlink: 'l', unknown: '?' };
 
@@ -22,6 +22,9 @@ export function registerLs(program: Command): void {
     .argument('[dir]', 'remote directory (default: your root)')
     .option('--json', 'print a JSON array of {name, type, size, modifiedAt}')
     .addOption(urlOption())
+    .addOption(caOption())
+    .addOption(fingerprintOption())
+    .addOption(insecureOption())
     .addHelpText('after', CONNECTION_HELP)
     .action(async (dir: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const entries = await withClient(cmd, (client) => client.list(dir));

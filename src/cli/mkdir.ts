@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { CONNECTION_HELP, urlOption, withClient } from './connection.js';
+import { caOption, CONNECTION_HELP, fingerprintOption, insecureOption, urlOption, withClient } from './connection.js';
 
 /** Registers `dfos mkdir PATH`. */
 export function registerMkdir(program: Command): void {
@@ -8,6 +8,9 @@ export function registerMkdir(program: Command): void {
     .description('create a remote directory (its parent must exist)')
     .argument('<path>', 'remote path')
     .addOption(urlOption())
+    .addOption(caOption())
+    .addOption(fingerprintOption())
+    .addOption(insecureOption())
     .addHelpText('after', CONNECTION_HELP)
     .action(async (path: string, _opts: unknown, cmd: Command) => {
       await withClient(cmd, (client) => client.mkdir(path));

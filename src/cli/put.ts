@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import { CONNECTION_HELP, transferProgress, urlOption, withClient } from './connection.js';
+import { caOption, CONNECTION_HELP, fingerprintOption, insecureOption, transferProgress, urlOption, withClient } from './connection.js';
 import { operationError } from './errors.js';
 
 /** The remote path for `put LOCAL [REMOTE]`: REMOTE, REMOTE/ + the local name, or the local name. */
@@ -19,6 +19,9 @@ export function registerPut(program: Command): void {
     .argument('[remote]', 'remote path (default: the local file name; a path ending in "/" gets the name appended)')
     .option('--resume', 'continue an interrupted upload: send only what the remote file lacks')
     .addOption(urlOption())
+    .addOption(caOption())
+    .addOption(fingerprintOption())
+    .addOption(insecureOption())
     .addHelpText('after', CONNECTION_HELP)
     .action(async (local: string, remote: string | undefined, opts: { resume?: boolean }, cmd: Command) => {
       // Checked before connecting, so a typo does not cost a password prompt.

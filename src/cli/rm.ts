@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { CONNECTION_HELP, urlOption, withClient } from './connection.js';
+import { caOption, CONNECTION_HELP, fingerprintOption, insecureOption, urlOption, withClient } from './connection.js';
 
 /** Registers `dfos rm PATH`. */
 export function registerRm(program: Command): void {
@@ -9,6 +9,9 @@ export function registerRm(program: Command): void {
     .argument('<path>', 'remote path')
     .option('-d, --dir', 'remove an empty directory instead of a file')
     .addOption(urlOption())
+    .addOption(caOption())
+    .addOption(fingerprintOption())
+    .addOption(insecureOption())
     .addHelpText('after', CONNECTION_HELP)
     .action(async (path: string, opts: { dir?: boolean }, cmd: Command) => {
       await withClient(cmd, (client) => (opts.dir ? client.removeDir(path) : client.delete(path)));

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { renderHexDump } from '../preview/previewFormat.js';
-import { CONNECTION_HELP, urlOption, withClient } from './connection.js';
+import { caOption, CONNECTION_HELP, fingerprintOption, insecureOption, urlOption, withClient } from './connection.js';
 
 /** Writes to stdout and waits until it is handed off; a reader that went away (EPIPE, e.g. `| head`) is not an error. */
 function writeStdout(data: Buffer | string): Promise<void> {
@@ -23,6 +23,9 @@ export function registerView(program: Command): void {
     .argument('<path>', 'remote file')
     .option('--hex', 'print a hex dump (hexdump -C style) instead of the raw bytes')
     .addOption(urlOption())
+    .addOption(caOption())
+    .addOption(fingerprintOption())
+    .addOption(insecureOption())
     .addHelpText('after', CONNECTION_HELP)
     .action(async (path: string, opts: { hex?: boolean }, cmd: Command) => {
       const preview = await withClient(cmd, (client) => client.preview(path));

@@ -5,30 +5,57 @@ import { rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import type { ConnectionOptions as TLSConnectionOptions } from 'node:tls';
+import type { ConnectionOptions as TLSConnectionOptions, TLSSocket } from 'node:tls';
 import { Client, FTPError } from 'basic-ftp';
 import { decodePreview, type PreviewMode } from '../preview/previewFormat.js';
 import { CommandQueue } from './commandQueue.js';
 import { bufferControlLines } from './controlReplyFix.js';
 import { classify550, closedError, recordLocalError, toDfosError, type Operation } from './errorMapping.js';
-import { DfosError, NotFoundError, PermissionError, ProtocolError, UnsupportedError } from './errors.js';
+import { DfosError, LocalError, NotFoundError, PermissionError, ProtocolError, UnsupportedError } from './errors.js';
 import { ProgressReporter, type ProgressHandler } from './progress.js';
 import { toRemoteEntry, type RemoteEntry } from './RemoteEntry.js';
+import { checkDataSockets, checkPeer, loadCa, normalizeFingerprint, tlsOptionsFor, type TlsVerification } from './tls.js';
 import { ForwardingSink, UploadCounter } from './transferStreams.js';
+import { defaultPort, parseServerUrl, redactUrl } from './url.js';
 
 /** How to reach and log in to a DFOS (or any FTP) server. */
 export interface DfosConnectOptions {
   host: string;
-  /** Control port; default 21. */
+  /** Control port; default 21, or 990 with `secure: 'implicit'`. */
   port?: number;
   user: string;
   password: string;
-  /** `true`: explicit TLS (AUTH TLS); `'implicit'`: TLS from the first byte; default plain FTP. */
+  /**
+   * `true`: explicit TLS (AUTH TLS on the normal port, as `ftpes://`); `'implicit'`: TLS from
+   * the first byte (as `ftps://`, port 990); default plain FTP. Data connections are then
+   * protected too (PROT P) and reuse the control connection's TLS session.
+   */
   secure?: boolean | 'implicit';
-  /** Passed to `tls.connect` for the control and data connections (e.g. `ca`, `servername`). */
+  /**
+   * With `secure`: trust only this CA for the server's certificate (its name is still checked):
+   * PEM text, or the path of a PEM file. Default: the system CAs.
+   */
+  ca?: string | Buffer;
+  /**
+   * With `secure`: pin the server's certificate by its SHA-256 fingerprint (`AA:BB:…`; colons
+   * and case optional). Any certificate with this fingerprint is accepted, whatever its chain
+   * or names (a self-signed server); any other is refused.
+   */
+  fingerprint?: string;
+  /** With `secure`: no certificate verification at all (encrypted, but the server is not authenticated). */
+  insecure?: boolean;
+  /** Passed to `tls.connect` for the control and data connections (e.g. `servername`, `minVersion`). */
   secureOptions?: TLSConnectionOptions;
   /** Timeout for each command and for a stalled transfer, in milliseconds; default 30 000, 0 = none. */
   timeoutMs?: number;
+}
+
+/** The options of `DfosClient.connect(url, options)`: what the URL does not say. */
+export interface DfosUrlConnectOptions extends Omit<DfosConnectOptions, 'host' | 'port' | 'user' | 'password' | 'secure'> {
+  /** Overrides the URL's user. */
+  user?: string;
+  /** The password, if the URL has none (a password in a URL tends to end up in logs). */
+  password?: string;
 }
 
 /** Options for upload(). */
@@ -155,17 +182,45 @@ export class DfosClient implements AsyncDisposable {
   /** The user logged in. */
   readonly user: string;
 
-  private constructor(private readonly options: DfosConnectOptions) {
+  private constructor(
+    private readonly options: DfosConnectOptions,
+    private readonly verification: TlsVerification,
+    private readonly tlsOptions: TLSConnectionOptions,
+  ) {
     this.host = options.host;
-    this.port = options.port ?? 21;
+    this.port = options.port ?? defaultPort(options.secure);
     this.user = options.user;
     this.ftp = new Client(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     bufferControlLines(this.ftp.ftp);
+    checkDataSockets(this.ftp.ftp, verification);
   }
 
-  /** Connects, logs in and prepares the session (binary mode, UTF-8, MLSD if offered). */
-  static async connect(options: DfosConnectOptions): Promise<DfosClient> {
-    const port = options.port ?? 21;
+  /**
+   * Connects, logs in and prepares the session (binary mode, UTF-8, MLSD if offered).
+   *
+   * With a URL: `ftp://user@host[:port]` (plain), `ftpes://…` (explicit TLS, port 21) or
+   * `ftps://…` (implicit TLS, port 990); the password from the URL or `options.password`.
+   * A server certificate that fails verification is a TlsVerificationError.
+   */
+  static async connect(options: DfosConnectOptions): Promise<DfosClient>;
+  static async connect(url: string | URL, options?: DfosUrlConnectOptions): Promise<DfosClient>;
+  static async connect(target: DfosConnectOptions | string | URL, urlOptions: DfosUrlConnectOptions = {}): Promise<DfosClient> {
+    const invalid = (problem: string) => new ProtocolError(`connect failed: invalid options: ${problem}`, { command: 'connect' });
+    let options: DfosConnectOptions;
+    if (typeof target === 'string' || target instanceof URL) {
+      const text = String(target);
+      const parsed = parseServerUrl(text);
+      if (typeof parsed === 'string') throw invalid(`the URL ${JSON.stringify(redactUrl(text))} ${parsed}`);
+      const password = urlOptions.password ?? parsed.password;
+      if (password === undefined) throw invalid('no password: the URL has none and options.password is not set');
+      options = { ...urlOptions, host: parsed.host, port: parsed.port, user: urlOptions.user ?? parsed.user, password, secure: parsed.secure };
+    } else {
+      options = target;
+    }
+    const port = options.port ?? defaultPort(options.secure);
+    const secure = options.secure ?? false;
+    const verifiers = (['ca', 'fingerprint', 'insecure'] as const).filter((k) => options[k] !== undefined && options[k] !== false);
+    const fingerprint = options.fingerprint === undefined ? undefined : normalizeFingerprint(String(options.fingerprint));
     const problem =
       typeof options.host !== 'string' || options.host === ''
         ? 'host must be a non-empty string'
@@ -173,11 +228,29 @@ export class DfosClient implements AsyncDisposable {
           ? `port must be a whole number from 1 to 65535 (got ${String(port)})`
           : typeof options.user !== 'string' || typeof options.password !== 'string'
             ? 'user and password must be strings'
-            : undefined;
-    if (problem) {
-      throw new ProtocolError(`connect failed: invalid options: ${problem}`, { command: 'connect' });
+            : secure !== false && secure !== true && secure !== 'implicit'
+              ? `secure must be true, false or 'implicit' (got ${JSON.stringify(secure)})`
+              : verifiers.length > 1
+                ? `use only one of ca, fingerprint and insecure (got ${verifiers.join(' and ')})`
+                : verifiers.length === 1 && secure === false
+                  ? `${verifiers[0]} needs TLS: secure: true or 'implicit' (an ftpes:// or ftps:// URL)`
+                  : options.fingerprint !== undefined && fingerprint === undefined
+                    ? `fingerprint must be a SHA-256 fingerprint, 64 hex digits (AA:BB:…) (got ${JSON.stringify(String(options.fingerprint))})`
+                    : options.ca !== undefined && typeof options.ca !== 'string' && !Buffer.isBuffer(options.ca)
+                      ? 'ca must be PEM text, a path or a Buffer'
+                      : undefined;
+    if (problem) throw invalid(problem);
+    let verification: TlsVerification = { kind: 'system' };
+    if (fingerprint !== undefined) verification = { kind: 'fingerprint', fingerprint };
+    else if (options.insecure === true) verification = { kind: 'insecure' };
+    else if (options.ca !== undefined) {
+      try {
+        verification = { kind: 'ca', ca: await loadCa(options.ca) };
+      } catch (err) {
+        throw new LocalError(`connect failed: cannot read the CA file ${String(options.ca)}: ${(err as Error).message}`, { command: 'connect', cause: err });
+      }
     }
-    const client = new DfosClient(options);
+    const client = new DfosClient(options, verification, tlsOptionsFor(options.host, verification, options.secureOptions));
     await client.queue.run(() => client.open());
     return client;
   }
@@ -457,11 +530,17 @@ export class DfosClient implements AsyncDisposable {
     const secure = this.options.secure ?? false;
     const op: Operation = { action: `connect to ${host}:${port}`, command: secure === 'implicit' ? 'connect (implicit TLS)' : 'connect' };
     try {
-      if (secure === 'implicit') await this.ftp.connectImplicitTLS(host, port, this.options.secureOptions);
+      // A copy each time: Node's tls.connect writes into the options it is given.
+      if (secure === 'implicit') await this.ftp.connectImplicitTLS(host, port, { ...this.tlsOptions });
       else await this.ftp.connect(host, port);
       if (secure === true) {
         op.command = 'AUTH TLS';
-        await this.ftp.useTLS({ ...this.options.secureOptions, host: this.options.secureOptions?.host ?? host });
+        await this.ftp.useTLS({ ...this.tlsOptions });
+      }
+      if (secure !== false) {
+        // Before the user name goes out: fingerprint pinning is checked here (Node checks the rest itself).
+        const problem = checkPeer(this.ftp.ftp.socket as TLSSocket, this.verification);
+        if (problem) throw problem;
       }
       op.command = 'OPTS UTF8 ON';
       await this.ftp.sendIgnoringError('OPTS UTF8 ON');

@@ -8,8 +8,10 @@ import {
   PermissionError,
   ProtocolError,
   QuotaError,
+  TlsVerificationError,
   type DfosErrorDetails,
 } from './errors.js';
+import { tlsVerificationReason } from './tls.js';
 
 /** What a DfosClient call is doing, kept up to date so a failure can say exactly where it happened. */
 export interface Operation {
@@ -116,6 +118,10 @@ export function toDfosError(err: unknown, op: Operation): DfosError {
     const local = op.localError;
     const reason = local instanceof Error ? local.message : String(local);
     return new LocalError(describe(op, `local side: ${reason}`), { ...details, cause: local });
+  }
+  const tls = tlsVerificationReason(err);
+  if (tls !== undefined) {
+    return new TlsVerificationError(describe(op, `TLS certificate verification failed: ${tls.reason}`), { ...details, ...tls });
   }
   if (err instanceof FTPError) {
     const Class = classForReply(err.code, err.message);

@@ -94,3 +94,23 @@ export class ProtocolError extends DfosError {
 export class UnsupportedError extends ProtocolError {
   override name = 'UnsupportedError';
 }
+
+/**
+ * The server's TLS certificate failed verification (FTPS): not trusted (self-signed, unknown
+ * issuer, expired), issued for another name, or not the pinned `fingerprint`. Nothing was
+ * sent after the handshake, not even the user name. An AuthError: the server could not
+ * prove who it is, as a login refusal means we could not.
+ */
+export class TlsVerificationError extends AuthError {
+  override name = 'TlsVerificationError';
+  /** What failed, in one line: `certificate not trusted (self-signed)`, `fingerprint mismatch: got …, expected …`. */
+  readonly reason: string;
+  /** The SHA-256 fingerprint of the server's certificate (`AA:BB:…`), when it is known. */
+  readonly fingerprint: string | undefined;
+
+  constructor(message: string, details: DfosErrorDetails & { reason: string; fingerprint?: string | undefined }) {
+    super(message, details);
+    this.reason = details.reason;
+    this.fingerprint = details.fingerprint;
+  }
+}

@@ -10,6 +10,7 @@
 export {
   DfosClient,
   type DfosConnectOptions,
+  type DfosUrlConnectOptions,
   type DownloadFileOptions,
   type DownloadOptions,
   type RemotePreview,
@@ -25,6 +26,7 @@ export {
   PermissionError,
   ProtocolError,
   QuotaError,
+  TlsVerificationError,
   UnsupportedError,
   type DfosErrorDetails,
 } from './errors.js';
