@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type winston from 'winston';
 import type { EngineHooks, ProtocolEngine } from '../../core/ProtocolEngine.js';
 import type { StorageCapabilities } from '../../storage/StorageBackend.js';
+import type { TlsSettings } from '../../tls/TlsSettings.js';
 import { bunyanAdapter } from './bunyanLogger.js';
 import { DataChannel, PassivePortAllocator } from './DataChannel.js';
 import { FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.js';
@@ -28,6 +29,8 @@ export interface FtpEngineOptions {
   capabilities: StorageCapabilities;
   /** What the engine asks of the server: logins and session ends. */
   hooks: EngineHooks;
+  /** FTPS policy and credentials; undefined where TLS is off. */
+  tls?: TlsSettings;
 }
 
 /**
