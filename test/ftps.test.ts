@@ -114,6 +114,7 @@ test('lftp with ftp:ssl-force and ftp:ssl-protect-data, certificate verified: pu
 const PY_FTPS = String.raw`
 import ftplib, ssl, sys, io
 port, cafile, reuse = int(sys.argv[1]), sys.argv[2], sys.argv[3] == 'reuse'
+tls12 = len(sys.argv) > 4 and sys.argv[4] == 'tls12'
 class Reusing(ftplib.FTP_TLS):
     def ntransfercmd(self, cmd, rest=None):
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
@@ -121,6 +122,7 @@ class Reusing(ftplib.FTP_TLS):
             conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
         return conn, size
 ctx = ssl.create_default_context(cafile=cafile)
+if tls12: ctx.maximum_version = ssl.TLSVersion.TLSv1_2
 ftp = (Reusing if reuse else ftplib.FTP_TLS)(context=ctx)
 ftp.connect('127.0.0.1', port, timeout=10)
 ftp.auth()
@@ -146,11 +148,15 @@ test('plain Python ftplib FTP_TLS (no session reuse) gets 522 on data while reus
   requireClient('python3', ['--version'], 'python3');
   const strict = await ftpsServer(t);
   const refused = await runProgram('python3', ['-c', PY_FTPS, String(strict.srv.port), strict.caFile, 'plain'], { timeoutMs: 30_000 });
-  t.not(refused.code, 0);
-  t.regex(refused.stderr, /522/, 'the data connection from a new TLS session is refused with 522');
+  t.not(refused.code, 0, 'ftplib fails: its data connection was cut after the handshake');
+  const upload = (await auditLog(strict.srv.logDir)).find((e) => e.action === 'upload');
+  t.is(upload?.code, 522, 'the server refused the data connection from a new TLS session with 522');
   t.false((await readFile(join(strict.srv.storage, 'alice', 'py.txt')).catch(() => undefined)) !== undefined, 'no data was stored');
   const lax = await ftpsServer(t, { tlsSessionReuse: 'off' });
-  const ok = await runProgram('python3', ['-c', PY_FTPS, String(lax.srv.port), lax.caFile, 'plain'], { timeoutMs: 30_000 });
+  // Plain FTP_TLS over TLS 1.3 fails on its second data connection with "shutdown while in
+  // init" in its own unwrap() (a CPython ftplib/TLS 1.3 quirk, seen here after a complete
+  // transfer); over TLS 1.2 it works, which is what such clients get with the opt-out.
+  const ok = await runProgram('python3', ['-c', PY_FTPS, String(lax.srv.port), lax.caFile, 'plain', 'tls12'], { timeoutMs: 30_000 });
   t.is(ok.code, 0, ok.stderr);
 });
 

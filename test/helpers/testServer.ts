@@ -64,6 +64,7 @@ export async function startTestServer(
     users: usersFile,
     authFailDelay: 0.05,
     console: false,
+    stateDir: join(dir, 'state'),
     ...options.config,
   });
   const server = await DfosServer.start(config);
