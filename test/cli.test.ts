@@ -80,8 +80,8 @@ test('users add / list / passwd / remove', async (t) => {
   r = await dfos(['users', 'list', '--users', file, '--json']);
   t.is(r.code, 0, r.stderr);
   t.deepEqual(JSON.parse(r.stdout), [
-    { name: 'alice', readOnly: false, localOnly: false },
-    { name: 'bob', readOnly: true, localOnly: true },
+    { name: 'alice', readOnly: false, localOnly: false, requireTls: false },
+    { name: 'bob', readOnly: true, localOnly: true, requireTls: false },
   ]);
   r = await dfos(['users', 'list', '--users', file]);
   t.is(r.code, 0);

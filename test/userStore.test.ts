@@ -42,16 +42,16 @@ test('load, list and authenticate', async (t) => {
   const store = await UserStore.load(file);
   t.is(store.size, 2);
   t.deepEqual(store.list(), [
-    { name: 'alice', readOnly: false, localOnly: false },
-    { name: 'bob', readOnly: true, localOnly: false },
+    { name: 'alice', readOnly: false, localOnly: false, requireTls: false },
+    { name: 'bob', readOnly: true, localOnly: false, requireTls: false },
   ]);
   t.deepEqual(await store.authenticate('alice', 'a-pass', '10.0.0.5'), {
     ok: true,
-    user: { name: 'alice', readOnly: false, localOnly: false },
+    user: { name: 'alice', readOnly: false, localOnly: false, requireTls: false },
   });
   t.deepEqual(await store.authenticate('bob', 'b-pass', '127.0.0.1'), {
     ok: true,
-    user: { name: 'bob', readOnly: true, localOnly: false },
+    user: { name: 'bob', readOnly: true, localOnly: false, requireTls: false },
   });
   t.deepEqual(await store.authenticate('alice', 'b-pass', '127.0.0.1'), { ok: false, reason: 'bad-password' });
   t.deepEqual(await store.authenticate('Alice', 'a-pass', '127.0.0.1'), { ok: false, reason: 'unknown-user' });
@@ -290,5 +290,5 @@ test('users file edits: add, passwd, remove keep other entries untouched', async
   const store = await UserStore.load(file);
   t.true((await store.authenticate('broken', 'fixed', '::1')).ok);
   t.true((await store.authenticate('bob', 'b', '::1')).ok);
-  t.deepEqual(store.get('bob'), { name: 'bob', readOnly: true, localOnly: false });
+  t.deepEqual(store.get('bob'), { name: 'bob', readOnly: true, localOnly: false, requireTls: false });
 });
