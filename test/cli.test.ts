@@ -101,7 +101,7 @@ test('users add / list / passwd / remove', async (t) => {
   r = await dfos(['users', 'remove', 'alice', '--users', file]);
   t.is(r.code, 0, r.stderr);
   r = await dfos(['users', 'list', '--json', '--users', file]);
-  t.deepEqual(JSON.parse(r.stdout), [{ name: 'bob', readOnly: true, localOnly: true }]);
+  t.deepEqual(JSON.parse(r.stdout), [{ name: 'bob', readOnly: true, localOnly: true, requireTls: false }]);
 });
 
 test('--password-stdin does not wait for the writer to close stdin', async (t) => {
