@@ -147,6 +147,11 @@ export class TlsCredentials implements TlsSettings {
       throw err;
     }
     const changed = loaded.pair.fingerprint !== this.#pair.fingerprint || loaded.pair.cert !== this.#pair.cert || loaded.pair.key !== this.#pair.key;
+    if (!changed) {
+      // Same files: keep the context (and with it the TLS session ticket keys).
+      this.#source = loaded.source;
+      return { ok: true, fingerprint: this.#pair.fingerprint, changed, source: loaded.source };
+    }
     this.#pair = loaded.pair;
     this.#context = loaded.context;
     this.#source = loaded.source;

@@ -43,7 +43,8 @@ export async function generateSelfSignedCertificate(names: readonly string[], no
       signingAlgorithm: ALGORITHM,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        // No keyUsage: with only digitalSignature, OpenSSL no longer sees the certificate as
+        // its own issuer (X509_check_issued), which a pinned self-signed certificate must be.
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
         new x509.SubjectAlternativeNameExtension(names.map((n) => (isIP(n) === 0 ? { type: 'dns', value: n } : { type: 'ip', value: n }))),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto),
