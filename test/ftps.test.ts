@@ -1,5 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { Duplex, Readable, Writable } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { Client } from 'basic-ftp';
+import { DfosClient } from '../src/client/index.js';
+import { runCli } from './helpers/clientFixtures.js';
+import { CLI } from './helpers/serverProcess.js';
 import { freePort } from './helpers/ceph.js';
 import { auditLog } from './helpers/logFiles.js';
 import { FAMILIES, requireClient, runProgram, startServer } from './helpers/protocolFixtures.js';
@@ -173,6 +176,53 @@ test('basic-ftp (secure: true, the server certificate as CA): upload, MLSD list,
   t.deepEqual(Buffer.concat(chunks), content.subarray(100_000));
 });
 
+test('our own client and CLI against DFOS: ftpes:// with the pinned fingerprint, and ftps:// (implicit) with the CA', async (t) => {
+  const { srv, ca, caFile, implicitPort } = await ftpsServer(t);
+  const fingerprint = new X509Certificate(ca).fingerprint256;
+  const explicit = await DfosClient.connect(`ftpes://alice@127.0.0.1:${srv.port}/`, { password: 'alice-pw', fingerprint });
+  t.teardown(() => explicit.close());
+  const content = randomBytes(100_000);
+  await explicit.upload(content, 'own.bin');
+  t.deepEqual(await readFile(join(srv.storage, 'alice', 'own.bin')), content);
+  const implicit = await DfosClient.connect(`ftps://alice@127.0.0.1:${implicitPort}/`, { password: 'alice-pw', ca: caFile });
+  t.teardown(() => implicit.close());
+  t.true((await implicit.list()).some((e) => e.name === 'own.bin'));
+  const work = await tempDir(t);
+  const cli = await runCli(CLI, ['get', '--url', `ftpes://alice@127.0.0.1:${srv.port}/`, '--fingerprint', fingerprint, 'own.bin', join(work, 'got.bin')], { env: { DFOS_PASSWORD: 'alice-pw' } });
+  t.is(cli.code, 0, cli.stderr);
+  t.deepEqual(await readFile(join(work, 'got.bin')), content);
+  const refused = await runCli(CLI, ['ls', '--url', `ftpes://alice@127.0.0.1:${srv.port}/`], { env: { DFOS_PASSWORD: 'alice-pw' } });
+  t.is(refused.code, 3, 'an untrusted certificate is exit code 3');
+  t.is(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+});
+
+test('ABOR during a protected (PROT P) download that the client stopped reading: 426 then 226, the session goes on', async (t) => {
+  const { srv, ca } = await ftpsServer(t);
+  await writeFile(join(srv.storage, 'alice', 'big.bin'), Buffer.alloc(64 * 1024 * 1024, 3));
+  const session = await tlsSession(srv.port, ca);
+  t.teardown(() => session.close());
+  t.regex(await session.send('USER alice'), /^331/);
+  t.regex(await session.send('PASS alice-pw'), /^230/);
+  t.regex(await session.send('PBSZ 0'), /^200/);
+  t.regex(await session.send('PROT P'), /^200/);
+  const epsv = await session.send('EPSV');
+  const port = Number(/\(\|\|\|(\d+)\|\)/.exec(epsv)![1]);
+  const started = session.send('RETR big.bin');
+  const data = tlsConnect({ socket: connect({ host: '127.0.0.1', port }), ca, servername: 'localhost', session: session.socket.getSession() });
+  data.on('error', () => undefined);
+  t.regex(await started, /^150/);
+  await new Promise<void>((resolve) => data.once('secureConnect', () => resolve()));
+  t.true(data.isSessionReused(), 'the data connection resumed the control session');
+  data.pause(); // stalled
+  const aborted = Date.now();
+  const first = await session.send('ABOR');
+  t.regex(first, /^426 /);
+  t.regex(await session.next(), /^226 /);
+  t.true(Date.now() - aborted < 1000);
+  t.regex(await session.send('NOOP'), /^200/);
+  data.destroy();
+});
+
 test('openssl s_client -starttls ftp: the handshake completes and the certificate verifies', async (t) => {
   requireClient('openssl', ['version'], 'openssl');
   const { srv, caFile } = await ftpsServer(t);
@@ -246,7 +296,7 @@ async function rawLine(port: number): Promise<{ send(line: string): Promise<stri
  * and the TLS ClientHello go out in one write (one TCP segment), and the plaintext `234`
  * is taken off the stream before TLS sees it.
  */
-async function tlsSession(port: number, ca: string, options: { pipelineHello?: boolean } = {}): Promise<{ send(line: string): Promise<string>; close(): void }> {
+async function tlsSession(port: number, ca: string, options: { pipelineHello?: boolean } = {}): Promise<{ socket: TLSSocket; send(line: string): Promise<string>; next(): Promise<string>; close(): void }> {
   const socket = connect({ host: '127.0.0.1', port });
   socket.setNoDelay(true);
   const greeting = replyReader(socket);
@@ -292,7 +342,7 @@ async function tlsSession(port: number, ca: string, options: { pipelineHello?: b
     secure.once('error', reject);
   });
   const read = replyReader(secure);
-  return { send: (line) => (secure.write(`${line}\r\n`), read()), close: () => (secure.destroy(), socket.destroy()) };
+  return { socket: secure, send: (line) => (secure.write(`${line}\r\n`), read()), next: read, close: () => (secure.destroy(), socket.destroy()) };
 }
 
 /** Returns a function that resolves with the next complete reply (multi-line aware). */

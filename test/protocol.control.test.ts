@@ -1,4 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
+import type { ServerConfigInput } from '../src/config/serverConfig.js';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openEpsvData, RawFtp, REPLY_MS } from './helpers/rawFtp.js';
@@ -14,8 +15,8 @@ import { readToEnd, writeAndEnd } from './helpers/dataTransfer.js';
  * ../shared/reference/ftp-srv-4.6.3.md.
  */
 
-async function setup(t: ExecutionContext): Promise<{ srv: TestServer; home: string }> {
-  const srv = await startTestServer();
+async function setup(t: ExecutionContext, config: ServerConfigInput = {}): Promise<{ srv: TestServer; home: string }> {
+  const srv = await startTestServer({ config });
   t.teardown(() => srv.stop());
   const home = join(srv.storage, 'alice');
   await mkdir(home, { recursive: true });
@@ -135,7 +136,7 @@ test('HELP lists the real verbs: each listed verb is implemented (never answered
 });
 
 test('defect 12: FEAT lists exactly EPRT, EPSV, MDTM, MFMT, MLST type*;size*;modify*;perm*, PASV, REST STREAM, SIZE, TVFS, UTF8 (no TLS features while TLS is off)', async (t) => {
-  const { srv } = await setup(t);
+  const { srv } = await setup(t, { tls: 'off' });
   for (const loggedIn of [false, true]) {
     const raw = loggedIn ? await login(t, srv) : await RawFtp.connect(srv.port);
     if (!loggedIn) t.teardown(() => raw.close());

@@ -74,7 +74,6 @@ export async function startTestServer(
     stateDir,
     authFailDelay: 0.05,
     console: false,
-    stateDir: join(dir, 'state'),
     ...options.config,
   });
   const server = await DfosServer.start(config);
