@@ -388,6 +388,7 @@ test('stale upload temporaries under the storage root are removed at startup; ot
     storage,
     logDir: join(dir, 'logs'),
     users: usersFile,
+    stateDir: join(dir, 'state'),
     authFailDelay: 0.05,
     console: false,
   });

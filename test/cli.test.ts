@@ -80,8 +80,8 @@ test('users add / list / passwd / remove', async (t) => {
   r = await dfos(['users', 'list', '--users', file, '--json']);
   t.is(r.code, 0, r.stderr);
   t.deepEqual(JSON.parse(r.stdout), [
-    { name: 'alice', readOnly: false, localOnly: false },
-    { name: 'bob', readOnly: true, localOnly: true },
+    { name: 'alice', readOnly: false, localOnly: false, requireTls: false },
+    { name: 'bob', readOnly: true, localOnly: true, requireTls: false },
   ]);
   r = await dfos(['users', 'list', '--users', file]);
   t.is(r.code, 0);
@@ -101,7 +101,7 @@ test('users add / list / passwd / remove', async (t) => {
   r = await dfos(['users', 'remove', 'alice', '--users', file]);
   t.is(r.code, 0, r.stderr);
   r = await dfos(['users', 'list', '--json', '--users', file]);
-  t.deepEqual(JSON.parse(r.stdout), [{ name: 'bob', readOnly: true, localOnly: true }]);
+  t.deepEqual(JSON.parse(r.stdout), [{ name: 'bob', readOnly: true, localOnly: true, requireTls: false }]);
 });
 
 test('--password-stdin does not wait for the writer to close stdin', async (t) => {
@@ -186,6 +186,28 @@ test('`dfos users` waits for a held lock, and takes over a stale one left by a c
   const doc = JSON.parse(await readFile(file, 'utf8')) as { users: Record<string, unknown> };
   t.deepEqual(Object.keys(doc.users).sort(), ['after-crash', 'waiter']);
   t.false(existsSync(`${file}.lock`));
+});
+
+test('users add --require-tls: written to the file, shown by list and list --json', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'users.json');
+  let r = await dfos(['users', 'add', 'sec', '--password-stdin', '--require-tls', '--local-only', '--users', file], { input: 's\n' });
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /added user "sec" \(read-write, local only, TLS required\)/);
+  r = await dfos(['users', 'add', 'open', '--password-stdin', '--users', file], { input: 'o\n' });
+  t.is(r.code, 0, r.stderr);
+  const doc = JSON.parse(await readFile(file, 'utf8')) as { users: Record<string, Record<string, unknown>> };
+  t.is(doc.users.sec!.requireTls, true);
+  t.false('requireTls' in doc.users.open!);
+  r = await dfos(['users', 'list', '--users', file, '--json']);
+  t.deepEqual(JSON.parse(r.stdout), [
+    { name: 'open', readOnly: false, localOnly: false, requireTls: false },
+    { name: 'sec', readOnly: false, localOnly: true, requireTls: true },
+  ]);
+  r = await dfos(['users', 'list', '--users', file]);
+  t.regex(r.stdout, /^NAME +ACCESS +LOGIN FROM\nopen +read-write +anywhere\nsec +read-write +local only, over TLS only\n$/);
+  r = await dfos(['users', 'add', '--help']);
+  t.regex(r.stdout, /--require-tls/);
 });
 
 test('atomic rewrite keeps other entries, their unknown fields, and invalid entries', async (t) => {

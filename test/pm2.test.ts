@@ -64,6 +64,7 @@ async function isolatedPm2(t: ExecutionContext): Promise<Pm2Env> {
     DFOS_STORAGE: dirs.storage,
     DFOS_USERS: dirs.usersFile,
     DFOS_LOG_DIR: dirs.logDir,
+    DFOS_STATE_DIR: join(dirs.dir, 'state'),
     DFOS_AUTH_FAIL_DELAY: '0.05',
     DFOS_SHUTDOWN_GRACE: String(GRACE),
   });

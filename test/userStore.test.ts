@@ -42,16 +42,16 @@ test('load, list and authenticate', async (t) => {
   const store = await UserStore.load(file);
   t.is(store.size, 2);
   t.deepEqual(store.list(), [
-    { name: 'alice', readOnly: false, localOnly: false },
-    { name: 'bob', readOnly: true, localOnly: false },
+    { name: 'alice', readOnly: false, localOnly: false, requireTls: false },
+    { name: 'bob', readOnly: true, localOnly: false, requireTls: false },
   ]);
   t.deepEqual(await store.authenticate('alice', 'a-pass', '10.0.0.5'), {
     ok: true,
-    user: { name: 'alice', readOnly: false, localOnly: false },
+    user: { name: 'alice', readOnly: false, localOnly: false, requireTls: false },
   });
   t.deepEqual(await store.authenticate('bob', 'b-pass', '127.0.0.1'), {
     ok: true,
-    user: { name: 'bob', readOnly: true, localOnly: false },
+    user: { name: 'bob', readOnly: true, localOnly: false, requireTls: false },
   });
   t.deepEqual(await store.authenticate('alice', 'b-pass', '127.0.0.1'), { ok: false, reason: 'bad-password' });
   t.deepEqual(await store.authenticate('Alice', 'a-pass', '127.0.0.1'), { ok: false, reason: 'unknown-user' });
@@ -97,6 +97,35 @@ test('localOnly users may log in only from loopback', async (t) => {
   }
   // A wrong password is reported as such even from far away.
   t.deepEqual(await store.authenticate('demo', 'nope', '10.0.0.5'), { ok: false, reason: 'bad-password' });
+});
+
+test('requireTls: read from users.json (default false), exposed on the authenticated user, written by addUser only when set', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'users.json');
+  await writeUsers(file, {
+    secure: { password: await hashPassword('s', FAST), requireTls: true },
+    plain: { password: await hashPassword('p', FAST) },
+  });
+  const store = await UserStore.load(file);
+  t.deepEqual(await store.authenticate('secure', 's', '10.0.0.5'), {
+    ok: true,
+    user: { name: 'secure', readOnly: false, localOnly: false, requireTls: true },
+  });
+  const plain = await store.authenticate('plain', 'p', '10.0.0.5');
+  t.true(plain.ok && plain.user.requireTls === false);
+
+  await addUser(file, 'added', await hashPassword('a', FAST), { requireTls: true });
+  await addUser(file, 'other', await hashPassword('o', FAST));
+  const doc = JSON.parse(await readFile(file, 'utf8')) as { users: Record<string, Record<string, unknown>> };
+  t.is(doc.users.added!.requireTls, true);
+  t.false('requireTls' in doc.users.other!, 'not written when false, so the file stays as before');
+  t.true((await store.reload()).ok);
+  t.is(store.get('added')?.requireTls, true);
+
+  await writeUsers(file, { bad: { password: await hashPassword('b', FAST), requireTls: 'yes' } });
+  const r = await store.reload();
+  t.false(r.ok);
+  if (!r.ok) t.regex(r.error.message, /user "bad" has "requireTls": "yes", which must be true or false; fix it in/);
 });
 
 test('isLoopbackAddress', (t) => {
@@ -290,5 +319,5 @@ test('users file edits: add, passwd, remove keep other entries untouched', async
   const store = await UserStore.load(file);
   t.true((await store.authenticate('broken', 'fixed', '::1')).ok);
   t.true((await store.authenticate('bob', 'b', '::1')).ok);
-  t.deepEqual(store.get('bob'), { name: 'bob', readOnly: true, localOnly: false });
+  t.deepEqual(store.get('bob'), { name: 'bob', readOnly: true, localOnly: false, requireTls: false });
 });

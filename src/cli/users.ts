@@ -13,8 +13,9 @@ function checkName(name: string): void {
   if (problem) throw usageError(`NAME ${problem} (got ${JSON.stringify(name)})`);
 }
 
-function flagsText(u: { readOnly: boolean; localOnly: boolean }): string {
+function flagsText(u: { readOnly: boolean; localOnly: boolean; requireTls: boolean }): string {
   const parts = [u.readOnly ? 'read-only' : 'read-write', u.localOnly ? 'local only' : 'from anywhere'];
+  if (u.requireTls) parts.push('TLS required');
   return parts.join(', ');
 }
 
@@ -29,8 +30,9 @@ export function registerUsers(program: Command): void {
     .option('--password-stdin', 'read the password from the first line of stdin')
     .option('--read-only', 'may download and list only')
     .option('--local-only', 'may log in only from this machine (loopback)')
+    .option('--require-tls', 'may log in only over TLS (FTPS), even when the server does not require it')
     .addOption(usersFileOption())
-    .action(async (name: string, opts: { passwordStdin?: boolean; readOnly?: boolean; localOnly?: boolean; users: string }) => {
+    .action(async (name: string, opts: { passwordStdin?: boolean; readOnly?: boolean; localOnly?: boolean; requireTls?: boolean; users: string }) => {
       checkName(name);
       if (await userExists(opts.users, name)) {
         throw new UsersFileError(
@@ -40,7 +42,7 @@ export function registerUsers(program: Command): void {
         );
       }
       const password = await readNewPassword(name, 'add', opts.passwordStdin === true);
-      const flags = { readOnly: opts.readOnly === true, localOnly: opts.localOnly === true };
+      const flags = { readOnly: opts.readOnly === true, localOnly: opts.localOnly === true, requireTls: opts.requireTls === true };
       await addUser(opts.users, name, await hashPassword(password), flags);
       process.stdout.write(`added user "${name}" (${flagsText(flags)}) to ${opts.users}\n`);
     });
@@ -78,13 +80,13 @@ export function registerUsers(program: Command): void {
   users
     .command('list')
     .description('list users and their flags (never password hashes)')
-    .option('--json', 'print JSON: [{"name", "readOnly", "localOnly"}, ...]')
+    .option('--json', 'print JSON: [{"name", "readOnly", "localOnly", "requireTls"}, ...]')
     .addOption(usersFileOption())
     .action(async (opts: { json?: boolean; users: string }) => {
       const { users: entries } = await readUsersFile(opts.users);
       const list = [...entries.entries()]
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([name, e]) => ({ name, readOnly: e.readOnly, localOnly: e.localOnly }));
+        .map(([name, e]) => ({ name, readOnly: e.readOnly, localOnly: e.localOnly, requireTls: e.requireTls }));
       if (opts.json) {
         process.stdout.write(JSON.stringify(list, null, 2) + '\n');
         return;
@@ -93,7 +95,7 @@ export function registerUsers(program: Command): void {
         process.stderr.write(`no users in ${opts.users}\n`);
         return;
       }
-      const rows = [['NAME', 'ACCESS', 'LOGIN FROM'], ...list.map((u) => [u.name, u.readOnly ? 'read-only' : 'read-write', u.localOnly ? 'local only' : 'anywhere'])];
+      const rows = [['NAME', 'ACCESS', 'LOGIN FROM'], ...list.map((u) => [u.name, u.readOnly ? 'read-only' : 'read-write', `${u.localOnly ? 'local only' : 'anywhere'}${u.requireTls ? ', over TLS only' : ''}`])];
       const widths = [0, 1].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
       for (const r of rows) {
         process.stdout.write(`${r[0]!.padEnd(widths[0]!)}  ${r[1]!.padEnd(widths[1]!)}  ${r[2]}\n`);

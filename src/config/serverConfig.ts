@@ -1,9 +1,27 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { isDnsName } from '../tls/certificateNames.js';
 
 /** Log levels accepted by `--log-level`; `trace` also shows ftp-srv's per-command tracing. */
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** `--tls`: `off`, `on` (offered: AUTH TLS and the implicit port) or `required`. */
+export const TLS_MODES = ['off', 'on', 'required'] as const;
+/** `--tls-min-version`. */
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+/** `--tls-session-reuse`. */
+export const TLS_SESSION_REUSE = ['required', 'off'] as const;
+
+const CERT_NAMES_RULE =
+  'tls-cert-names must be a comma-separated list of DNS names or IP addresses such as ftp.example.com,192.0.2.7';
+
+/** Splits `a,b, c` into names; each a host name or an IP address. */
+function certNames(value: string | readonly string[]): string[] {
+  const list = typeof value === 'string' ? value.split(',') : [...value];
+  return list.map((n) => n.trim()).filter((n) => n !== '');
+}
+const certNameOk = (n: string) => isIP(n) !== 0 || isDnsName(n);
 
 const port = (what: string) =>
   z.coerce
@@ -54,6 +72,27 @@ export const serverConfigSchema = z
     /** A data connection with no bytes either way for this long gets 426 (0 = never). */
     dataTimeout: seconds('data-timeout').default(300),
     authFailDelay: seconds('auth-fail-delay').default(1),
+    /** FTPS (RFC 4217): `off`, `on` (offered) or `required` (no login or data without it). */
+    tls: z.enum(TLS_MODES, { error: `tls must be one of ${TLS_MODES.join(', ')}` }).default('on'),
+    /** PEM certificate (a chain may follow it); with tlsKey. Neither: a generated one in stateDir. */
+    tlsCert: z.string().min(1, 'tls-cert must be a PEM certificate file path').optional(),
+    /** PEM private key of tlsCert (unencrypted). */
+    tlsKey: z.string().min(1, 'tls-key must be a PEM private key file path').optional(),
+    /** Where the server keeps what it generates (the self-signed certificate under tls/). */
+    stateDir: z.string().min(1, 'state-dir must be a directory path').default('./state'),
+    /** Extra names (host names or IP addresses) for the generated certificate. */
+    tlsCertNames: z
+      .union([z.string(), z.array(z.string())], { error: CERT_NAMES_RULE })
+      .transform(certNames)
+      .refine((names) => names.every(certNameOk), CERT_NAMES_RULE)
+      .optional(),
+    tlsMinVersion: z.enum(TLS_VERSIONS, { error: `tls-min-version must be ${TLS_VERSIONS.join(' or ')}` }).default('TLSv1.2'),
+    /** Whether a protected data connection must resume the control connection's TLS session. */
+    tlsSessionReuse: z
+      .enum(TLS_SESSION_REUSE, { error: `tls-session-reuse must be ${TLS_SESSION_REUSE.join(' or ')}` })
+      .default('required'),
+    /** A second control port speaking TLS from the first byte (implicit FTPS); 0 or absent: none. */
+    implicitTlsPort: port('implicit-tls-port').optional(),
     /** Write console logs (human-readable). Tests and embedded use turn it off. */
     console: z.boolean().default(true),
   })
@@ -61,6 +100,22 @@ export const serverConfigSchema = z
   .refine((c) => c.pasvMin > 0 || c.pasvMax === 0, {
     message: 'pasv-min must be 1 or more (use 0 for both to let the system pick passive ports)',
     path: ['pasvMin'],
+  })
+  .refine((c) => c.tlsKey === undefined || c.tlsCert !== undefined, {
+    message: 'tls-key needs tls-cert too (give both, or neither for a generated certificate)',
+    path: ['tlsKey'],
+  })
+  .refine((c) => c.tlsCert === undefined || c.tlsKey !== undefined, {
+    message: 'tls-cert needs tls-key too (give both, or neither for a generated certificate)',
+    path: ['tlsCert'],
+  })
+  .refine((c) => !c.implicitTlsPort || c.tls !== 'off', {
+    message: 'implicit-tls-port needs tls on or required',
+    path: ['implicitTlsPort'],
+  })
+  .refine((c) => !c.implicitTlsPort || c.implicitTlsPort !== c.port, {
+    message: 'implicit-tls-port must differ from port',
+    path: ['implicitTlsPort'],
   });
 
 /** Validated server configuration. */

@@ -9,7 +9,59 @@ import { AuditLog } from '../logging/AuditLog.js';
 import { createLoggers, type Loggers } from '../logging/createLogger.js';
 import { createStorageBackend } from '../storage/createStorageBackend.js';
 import { StorageError, type StorageBackend } from '../storage/StorageBackend.js';
+import { TlsCredentials, type TlsReloadResult } from '../tls/TlsCredentials.js';
+import { TlsCredentialsError } from '../tls/TlsCredentialsError.js';
 import { UserStore, type ReloadResult } from '../users/UserStore.js';
+
+/**
+ * The FTPS settings for `--tls on|required`: the operator's certificate or the generated
+ * one (made on the first start, logged with its fingerprint). Undefined with `--tls off`.
+ * Throws an operator-facing one-line error (file and problem).
+ */
+async function loadTls(config: ServerConfig, loggers: Loggers): Promise<TlsCredentials | undefined> {
+  if (config.tls === 'off') return undefined;
+  const { log } = loggers;
+  let tls: TlsCredentials;
+  try {
+    tls = await TlsCredentials.load({
+      mode: config.tls,
+      minVersion: config.tlsMinVersion,
+      sessionReuse: config.tlsSessionReuse,
+      implicitPort: config.implicitTlsPort,
+      certFile: config.tlsCert === undefined ? undefined : resolve(config.tlsCert),
+      keyFile: config.tlsKey === undefined ? undefined : resolve(config.tlsKey),
+      stateDir: resolve(config.stateDir),
+      extraNames: config.tlsCertNames,
+    });
+  } catch (err) {
+    if (err instanceof TlsCredentialsError) throw new Error(err.message);
+    throw err;
+  }
+  const source = tls.source;
+  const fields = { fingerprint: tls.fingerprint, cert: tls.certFile, names: tls.subjectAltName, validTo: tls.validTo.toISOString() };
+  if (source.kind === 'files') {
+    log.info('TLS certificate loaded', { ...fields, key: tls.keyFile, chain: tls.chainLength });
+  } else if (source.generated) {
+    const how = source.reason === 'expired' ? 'the previous one expired' : source.reason === 'certificate missing' ? 'its certificate file was missing' : 'first start';
+    const line = `TLS certificate generated (${how}); clients that pin certificates should trust this fingerprint`;
+    if (source.replaced) log.warn(line, { ...fields, replaced: source.replaced });
+    else log.info(line, fields);
+  } else {
+    log.info('TLS certificate reused (generated earlier)', fields);
+  }
+  warnValidity(tls, log);
+  return tls;
+}
+
+/** Warns when the certificate is not valid now (clients will refuse it). */
+function warnValidity(tls: TlsCredentials, log: Loggers['log']): void {
+  const now = Date.now();
+  if (tls.validTo.getTime() <= now) {
+    log.warn('TLS certificate has expired; clients will refuse it', { cert: tls.certFile, validTo: tls.validTo.toISOString() });
+  } else if (tls.validFrom.getTime() > now) {
+    log.warn('TLS certificate is not valid yet; clients will refuse it (check the clock)', { cert: tls.certFile, validFrom: tls.validFrom.toISOString() });
+  }
+}
 
 /** How long aborted transfers get to send their final reply before sockets are cut. */
 const ABORT_SETTLE_MS = 2000;
@@ -33,6 +85,8 @@ export class DfosServer {
     private readonly engine: ProtocolEngine,
     /** The address actually bound (port resolved when 0 was asked). */
     readonly address: { host: string; port: number },
+    /** FTPS settings and the current certificate; undefined with `--tls off`. */
+    readonly tls: TlsCredentials | undefined,
   ) {}
 
   /**
@@ -42,6 +96,7 @@ export class DfosServer {
   static async start(config: ServerConfig, loggers: Loggers = createLoggers({ logDir: config.logDir, level: config.logLevel, console: config.console })): Promise<DfosServer> {
     const { log, auditLog } = loggers;
     const users = await UserStore.load(resolve(config.users));
+    const tls = await loadTls(config, loggers);
     const storage = createStorageBackend(config);
     await storage.start((message, fields) => log.info(message, fields));
     const audit = new AuditLog(auditLog);
@@ -61,6 +116,7 @@ export class DfosServer {
       log,
       session: { idleTimeoutMs: config.idleTimeout * 1000, loginTimeoutMs: config.loginTimeout * 1000, log },
       hooks,
+      ...(tls ? { tls } : {}),
     });
     let bound;
     try {
@@ -74,7 +130,7 @@ export class DfosServer {
         : (err as Error).message;
       throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${hint}`);
     }
-    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port });
+    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls);
     server.stopWatching = users.watch((result) => server!.logReload(result, 'users.json changed'));
     log.info('DFOS listening', {
       host: bound.address,
@@ -82,8 +138,34 @@ export class DfosServer {
       pasv: config.pasvMax > 0 ? `${config.pasvMin}-${config.pasvMax}` : 'any free port',
       storage: storage.description,
       users: users.size,
+      tls: tls ? tls.mode : 'off',
     });
     return server;
+  }
+
+  /**
+   * Re-reads the TLS certificate and key (SIGHUP); a broken pair is logged and the current
+   * one stays. Undefined with `--tls off`.
+   */
+  async reloadTls(): Promise<TlsReloadResult | undefined> {
+    if (!this.tls) return undefined;
+    const result = await this.tls.reload();
+    const { log } = this.loggers;
+    if (!result.ok) {
+      log.error('TLS certificate or key invalid; keeping the previous one', { why: 'SIGHUP', error: result.error.message });
+    } else if (result.source.kind === 'generated' && result.source.generated) {
+      log.info('TLS certificate generated', { why: 'SIGHUP', fingerprint: result.fingerprint, cert: this.tls.certFile, names: this.tls.subjectAltName });
+    } else {
+      log.info(result.changed ? 'TLS certificate reloaded' : 'TLS certificate unchanged', { why: 'SIGHUP', fingerprint: result.fingerprint, cert: this.tls.certFile });
+    }
+    if (result.ok) warnValidity(this.tls, log);
+    return result;
+  }
+
+  /** SIGHUP: reloads users.json and the TLS certificate (each outcome logged once). */
+  async reload(): Promise<{ users: ReloadResult; tls: TlsReloadResult | undefined }> {
+    const [users, tls] = await Promise.all([this.reloadUsers(), this.reloadTls()]);
+    return { users, tls };
   }
 
   /** Re-reads users.json (SIGHUP); an invalid file is logged and the old users stay. */

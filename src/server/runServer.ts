@@ -3,7 +3,7 @@ import { DfosServer } from './DfosServer.js';
 
 /**
  * Runs the DFOS server in the foreground: SIGTERM/SIGINT drain gracefully and exit 0, a
- * second signal exits at once, SIGHUP reloads users. Tells a process manager (pm2
+ * second signal exits at once, SIGHUP reloads users and the TLS certificate. Tells a process manager (pm2
  * `wait_ready`) it is ready with process.send('ready'). A fatal error exits 1 with one
  * clear log line.
  */
@@ -42,6 +42,6 @@ export async function runServer(config: ServerConfig): Promise<void> {
   };
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
-  process.on('SIGHUP', () => void server.reloadUsers());
+  process.on('SIGHUP', () => void server.reload());
   process.send?.('ready');
 }

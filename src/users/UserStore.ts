@@ -14,6 +14,8 @@ export interface UserRecord {
   readonly readOnly: boolean;
   /** May log in only from loopback addresses. */
   readonly localOnly: boolean;
+  /** May log in only over TLS (the engine enforces it at USER/PASS). */
+  readonly requireTls: boolean;
 }
 
 /**
@@ -44,7 +46,7 @@ const DUMMY_HASH = `$scrypt$ln=${DEFAULT_SCRYPT_COST.ln},r=${DEFAULT_SCRYPT_COST
   .replace(/=+$/, '')}$${randomBytes(32).toString('base64').replace(/=+$/, '')}`;
 
 function toRecord(name: string, entry: UserEntry): UserRecord {
-  return Object.freeze({ name, readOnly: entry.readOnly, localOnly: entry.localOnly });
+  return Object.freeze({ name, readOnly: entry.readOnly, localOnly: entry.localOnly, requireTls: entry.requireTls });
 }
 
 function digest(text: string): string {

@@ -101,7 +101,7 @@ export async function addUser(
   file: string,
   name: string,
   passwordHash: string,
-  flags: { readOnly?: boolean; localOnly?: boolean } = {},
+  flags: { readOnly?: boolean; localOnly?: boolean; requireTls?: boolean } = {},
 ): Promise<void> {
   checkName(name, file);
   if (!isPasswordHash(passwordHash)) throw new TypeError('addUser needs a hashed password');
@@ -118,7 +118,12 @@ export async function addUser(
           file,
         );
       }
-      doc.users[name] = { password: passwordHash, readOnly: flags.readOnly ?? false, localOnly: flags.localOnly ?? false };
+      doc.users[name] = {
+        password: passwordHash,
+        readOnly: flags.readOnly ?? false,
+        localOnly: flags.localOnly ?? false,
+        ...(flags.requireTls ? { requireTls: true } : {}),
+      };
     },
     { create: true },
   );

@@ -8,7 +8,7 @@ import { shellQuote, UsersFileError } from './usersFileError.js';
  *
  *     { "users": { "demo": { "password": "$scrypt$ln=14,...", "readOnly": false, "localOnly": true } } }
  *
- * `readOnly` and `localOnly` are optional (default false). Unknown keys, at the top level and
+ * `readOnly`, `localOnly` and `requireTls` are optional (default false). Unknown keys, at the top level and
  * inside entries, are kept as they are when the file is rewritten.
  *
  * Two views of a file exist: {@link parseUsersText} validates every entry (what the server
@@ -24,6 +24,8 @@ export interface UserEntry {
   readOnly: boolean;
   /** May log in only from the loopback interface. */
   localOnly: boolean;
+  /** May log in only over TLS (AUTH TLS or the implicit FTPS port), whatever `--tls` says. */
+  requireTls: boolean;
 }
 
 /** The parsed, unvalidated document that `dfos users` edits (see userEdits.ts). */
@@ -66,6 +68,7 @@ const userEntrySchema = z.looseObject(
       .refine(isPasswordHash, 'has a password that is not a DFOS hash'),
     readOnly: flag('readOnly'),
     localOnly: flag('localOnly'),
+    requireTls: flag('requireTls'),
   },
   { error: 'must be an object like {"password": "$scrypt$...", "readOnly": false, "localOnly": false}' },
 );
@@ -159,6 +162,7 @@ export function parseUsersText(text: string, file: string): Map<string, UserEntr
       password: r.data.password,
       readOnly: r.data.readOnly ?? false,
       localOnly: r.data.localOnly ?? false,
+      requireTls: r.data.requireTls ?? false,
     });
   }
   if (problems.length > 0) {

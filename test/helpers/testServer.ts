@@ -12,6 +12,7 @@ export interface TestUser {
   password: string;
   readOnly?: boolean;
   localOnly?: boolean;
+  requireTls?: boolean;
 }
 
 /** A real DFOS server on an ephemeral loopback port with temporary storage and logs. */
@@ -23,6 +24,8 @@ export interface TestServer {
   storage: string;
   logDir: string;
   usersFile: string;
+  /** The server's state directory (the generated TLS certificate is in tls/). */
+  stateDir: string;
   /** Connects and logs in a basic-ftp client (closed by stop()). */
   client(user?: string, password?: string): Promise<Client>;
   /** Drains the server (if not already) and removes the temporary directory. */
@@ -33,7 +36,12 @@ export interface TestServer {
 export async function writeUsersFile(file: string, users: TestUser[]): Promise<void> {
   const entries: Record<string, unknown> = {};
   for (const u of users) {
-    entries[u.name] = { password: await hashPassword(u.password), readOnly: u.readOnly ?? false, localOnly: u.localOnly ?? false };
+    entries[u.name] = {
+      password: await hashPassword(u.password),
+      readOnly: u.readOnly ?? false,
+      localOnly: u.localOnly ?? false,
+      ...(u.requireTls ? { requireTls: true } : {}),
+    };
   }
   await writeFile(file, JSON.stringify({ users: entries }, null, 2));
 }
@@ -49,6 +57,7 @@ export async function startTestServer(
   const storage = join(dir, 'storage');
   const logDir = join(dir, 'logs');
   const usersFile = join(dir, 'users.json');
+  const stateDir = join(dir, 'state');
   const users = options.users ?? [
     { name: 'alice', password: 'alice-pw' },
     { name: 'bob', password: 'bob-pw' },
@@ -62,8 +71,10 @@ export async function startTestServer(
     storage,
     logDir,
     users: usersFile,
+    stateDir,
     authFailDelay: 0.05,
     console: false,
+    stateDir: join(dir, 'state'),
     ...options.config,
   });
   const server = await DfosServer.start(config);
@@ -77,6 +88,7 @@ export async function startTestServer(
     storage,
     logDir,
     usersFile,
+    stateDir,
     async client(user = first?.name ?? 'alice', password = users.find((u) => u.name === user)?.password ?? '') {
       const client = new Client(10_000);
       clients.push(client);
