@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import { freePort, spawnServer, type ServerProcess } from '../test/helpers/serverProcess.js';
 
 export const BENCH_USER = 'bench';
@@ -268,4 +269,16 @@ export async function writeRandomFile(file: string, sizeMiB: number): Promise<st
   }
   await Promise.race([new Promise<void>((r) => out.end(() => r())), failed]);
   return hash.digest('hex');
+}
+
+/** A Writable that keeps every chunk (hash them after the clock stops). */
+export function collector(): { sink: Writable; chunks: Buffer[] } {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(chunk);
+      callback();
+    },
+  });
+  return { sink, chunks };
 }

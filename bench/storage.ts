@@ -21,19 +21,18 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { startCephRgw } from '../test/helpers/ceph.js';
 import {
   BENCH_PASSWORD,
   BENCH_USER,
   MIB,
-  cpuSeconds,
+  collector,
   digest,
   rawSession,
   retrCollect,
   rssKiB,
-  sampleRss,
   sha256,
   startBenchServer,
   storBuffer,
@@ -42,6 +41,7 @@ import {
   type BenchServer,
   type RawSession,
 } from './benchServer.js';
+import { phaseTable, pidMeter, summaryTable, timed, type RunResult } from './phase.js';
 
 const singleMiB = Number(process.argv[2] ?? 256);
 const sessions = Number(process.argv[3] ?? 50);
@@ -55,65 +55,14 @@ if (only !== undefined && only !== 'local' && only !== 's3') throw new Error(`ba
 const PHASE_MS = 10 * 60_000;
 const BUCKET = 'dfos-bench';
 
-/** One timed direction of one measurement. */
-interface Phase {
-  name: string;
-  mib: number;
-  seconds: number;
-  peakRssMiB: number;
-  /** Server CPU seconds during the phase, user + system. */
-  cpuSeconds: number;
-  verified: boolean;
-}
-
-interface BackendResult {
-  backend: string;
+interface BackendResult extends RunResult {
   idleRssMiB: number;
-  phases: Phase[];
-  error?: string;
-}
-
-/** Runs `work` with the server's RSS sampled and its CPU time counted; a Phase. */
-async function timed(server: BenchServer, name: string, mib: number, work: () => Promise<() => boolean>): Promise<Phase> {
-  const sampler = await sampleRss(server.pid);
-  const cpu0 = await cpuSeconds(server.pid);
-  const t0 = performance.now();
-  let verify: () => boolean;
-  let peak = 0;
-  try {
-    verify = await withTimeout(work(), PHASE_MS, name);
-  } finally {
-    peak = await sampler.stop(); // also when the phase fails
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const cpu1 = await cpuSeconds(server.pid);
-  const verified = verify();
-  if (!verified) throw new Error(`${name}: the bytes read back differ from the bytes sent`);
-  return {
-    name,
-    mib,
-    seconds,
-    peakRssMiB: Math.round(peak / 1024),
-    cpuSeconds: cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1],
-    verified,
-  };
-}
-
-/** A Writable that keeps every chunk (hashed after the clock stops). */
-function collector(): { sink: Writable; chunks: Buffer[] } {
-  const chunks: Buffer[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      chunks.push(chunk);
-      callback();
-    },
-  });
-  return { sink, chunks };
 }
 
 /** The four phases against one running server. */
 async function measure(backend: string, server: BenchServer, bigFile: string, bigSha: string, result: BackendResult): Promise<void> {
   result.idleRssMiB = Math.round((await rssKiB(server.pid)) / 1024);
+  const meter = pidMeter(server.pid);
 
   const client = new Client(60_000);
   try {
@@ -124,14 +73,14 @@ async function measure(backend: string, server: BenchServer, bigFile: string, bi
     await withTimeout(client.uploadFrom(Readable.from([randomBytes(20 * MIB)]), 'warmup.bin'), 120_000, 'warm-up upload');
     await withTimeout(client.downloadTo(collector().sink, 'warmup.bin'), 60_000, 'warm-up download');
     result.phases.push(
-      await timed(server, 'single upload', singleMiB, async () => {
+      await timed(meter, 'single upload', singleMiB, PHASE_MS, async () => {
         await client.uploadFrom(bigFile, 'big.bin');
         return () => true; // checked by the download below
       }),
     );
     const back = collector();
     result.phases.push(
-      await timed(server, 'single download', singleMiB, async () => {
+      await timed(meter, 'single download', singleMiB, PHASE_MS, async () => {
         await client.downloadTo(back.sink, 'big.bin');
         return () => {
           const got = digest(back.chunks);
@@ -159,13 +108,13 @@ async function measure(backend: string, server: BenchServer, bigFile: string, bi
       `${sessions} logins`,
     );
     result.phases.push(
-      await timed(server, `${sessions} parallel upload`, sessions * eachMiB, async () => {
+      await timed(meter, `${sessions} parallel upload`, sessions * eachMiB, PHASE_MS, async () => {
         await Promise.all(open.map((session, i) => storBuffer(session, `par-${i}.bin`, payloads[i]!)));
         return () => true; // checked by the downloads below
       }),
     );
     result.phases.push(
-      await timed(server, `${sessions} parallel download`, sessions * eachMiB, async () => {
+      await timed(meter, `${sessions} parallel download`, sessions * eachMiB, PHASE_MS, async () => {
         const got = await Promise.all(open.map((session, i) => retrCollect(session, `par-${i}.bin`)));
         return () => got.every((chunks, i) => {
           const d = digest(chunks);
@@ -179,44 +128,14 @@ async function measure(backend: string, server: BenchServer, bigFile: string, bi
   console.error(`${backend}: done`);
 }
 
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
-  const line = (cells: string[]) => cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
+const backendTable = (result: BackendResult): string => phaseTable(result);
 
-const mibps = (p: Phase) => (p.mib / p.seconds).toFixed(1);
-
-function backendTable(result: BackendResult): string {
-  const rows = result.phases.map((p) => [
-    p.name,
-    String(p.mib),
-    p.seconds.toFixed(2),
-    mibps(p),
-    String(p.peakRssMiB),
-    p.cpuSeconds.toFixed(2),
-    p.verified ? 'sha256 ok' : 'MISMATCH',
-  ]);
-  const title = `${result.backend} (server idle RSS ${result.idleRssMiB} MiB)`;
-  const body = table(['phase', 'MiB', 'seconds', 'MiB/s', 'peak RSS MiB', 'server CPU s', 'check'], rows);
-  return `\n${title}\n${body}${result.error ? `\nFAILED: ${result.error}` : ''}`;
-}
-
-function summary(results: BackendResult[]): string {
-  const phaseNames = ['single upload', 'single download', `${sessions} parallel upload`, `${sessions} parallel download`];
-  const cell = (r: BackendResult, name: string, f: (p: Phase) => string) => {
-    const p = r.phases.find((x) => x.name === name);
-    return p ? f(p) : '-';
-  };
-  const rows: string[][] = [];
-  for (const name of phaseNames) {
-    rows.push([`${name} MiB/s`, ...results.map((r) => cell(r, name, mibps))]);
-    if (name.includes('parallel')) rows.push([`${name} wall s`, ...results.map((r) => cell(r, name, (p) => p.seconds.toFixed(2)))]);
-    rows.push([`${name} peak RSS MiB`, ...results.map((r) => cell(r, name, (p) => String(p.peakRssMiB)))]);
-  }
-  rows.push(['server idle RSS MiB', ...results.map((r) => (r.phases.length > 0 ? String(r.idleRssMiB) : '-'))]);
-  return `\nSummary: single stream ${singleMiB} MiB; ${sessions} sessions x ${eachMiB} MiB (loopback)\n${table(['', ...results.map((r) => r.backend)], rows)}`;
-}
+const summary = (results: BackendResult[]): string =>
+  summaryTable(
+    `Summary: single stream ${singleMiB} MiB; ${sessions} sessions x ${eachMiB} MiB (loopback)`,
+    ['single upload', 'single download', `${sessions} parallel upload`, `${sessions} parallel download`],
+    results,
+  );
 
 const work = await mkdtemp(join(tmpdir(), 'dfos-storage-bench-'));
 /** What to stop, newest first, also on SIGINT/SIGTERM. */
@@ -234,7 +153,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 /** Starts a server, measures, stops it; the result (with `error` set if something failed). */
 async function run(backend: string, args: string[], env: Record<string, string>, bigFile: string, bigSha: string): Promise<BackendResult> {
-  const result: BackendResult = { backend, idleRssMiB: 0, phases: [] };
+  const result: BackendResult = { label: backend, idleRssMiB: 0, phases: [] };
   let server: BenchServer | undefined;
   let stop: (() => Promise<void>) | undefined;
   try {
@@ -270,7 +189,7 @@ try {
       stops.push(() => c.stop());
       await withTimeout(ceph.createBucket(BUCKET), 60_000, 'create bucket');
     } catch (err) {
-      results.push({ backend: 'S3 (Ceph RGW)', idleRssMiB: 0, phases: [], error: (err as Error).message });
+      results.push({ label: 'S3 (Ceph RGW)', idleRssMiB: 0, phases: [], error: (err as Error).message });
       console.log(backendTable(results.at(-1)!));
     }
     if (ceph) {
