@@ -210,8 +210,9 @@ test('ABOR during a protected (PROT P) download that the client stopped reading:
   const started = session.send('RETR big.bin');
   const data = tlsConnect({ socket: connect({ host: '127.0.0.1', port }), ca, servername: 'localhost', session: session.socket.getSession() });
   data.on('error', () => undefined);
+  const secured = new Promise<void>((resolve) => data.once('secureConnect', () => resolve()));
   t.regex(await started, /^150/);
-  await new Promise<void>((resolve) => data.once('secureConnect', () => resolve()));
+  await secured;
   t.true(data.isSessionReused(), 'the data connection resumed the control session');
   data.pause(); // stalled
   const aborted = Date.now();
