@@ -37,7 +37,7 @@ import { Client } from 'basic-ftp';
 import { startVsftpd } from '../test/helpers/peerServers.js';
 import { makeCertificate } from '../test/helpers/tlsFixtures.js';
 import { BENCH_PASSWORD, BENCH_USER, MIB, collector, digest, rssKiB, sha256, startBenchServer, withTimeout, writeRandomFile } from './benchServer.js';
-import { phaseTable, pidMeter, pidsWithCmdline, processSetMeter, summaryTable, timed, type Meter, type RunResult } from './phase.js';
+import { phaseTable, singleStreamPhases, pidMeter, pidsWithCmdline, processSetMeter, summaryTable, timed, type Meter, type RunResult } from './phase.js';
 
 const singleMiB = Number(process.argv[2] ?? 256);
 const sessions = Number(process.argv[3] ?? 50);
@@ -100,23 +100,7 @@ async function measure(target: Target, bigFile: string, bigSha: string, result: 
     // Untimed warm-up (DFOS creates the user's home on the first write).
     await withTimeout(client.uploadFrom(Readable.from([randomBytes(MIB)]), 'warmup.bin'), 60_000, 'warm-up upload');
     await withTimeout(client.downloadTo(collector().sink, 'warmup.bin'), 60_000, 'warm-up download');
-    result.phases.push(
-      await timed(meter, 'single upload', singleMiB, PHASE_MS, async () => {
-        await client.uploadFrom(bigFile, 'big.bin');
-        return () => true; // checked by the download below
-      }),
-    );
-    const back = collector();
-    result.phases.push(
-      await timed(meter, 'single download', singleMiB, PHASE_MS, async () => {
-        await client.downloadTo(back.sink, 'big.bin');
-        return () => {
-          const got = digest(back.chunks);
-          back.chunks.length = 0;
-          return got.bytes === singleMiB * MIB && got.sha256 === bigSha;
-        };
-      }),
-    );
+    result.phases.push(...(await singleStreamPhases(client, meter, bigFile, bigSha, singleMiB, PHASE_MS)));
   } finally {
     client.close();
   }

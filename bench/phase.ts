@@ -6,7 +6,8 @@
  * (vsftpd: a listener plus processes per session).
  */
 import { readdir, readFile } from 'node:fs/promises';
-import { cpuSeconds, rssKiB, sampleRss, withTimeout } from './benchServer.js';
+import type { Client } from 'basic-ftp';
+import { collector, cpuSeconds, digest, MIB, rssKiB, sampleRss, withTimeout } from './benchServer.js';
 
 /** One timed direction of one measurement. */
 export interface Phase {
@@ -177,4 +178,25 @@ export function summaryTable(heading: string, phaseNames: string[], results: Run
   }
   rows.push(['server idle RSS MiB', ...results.map((r) => (r.phases.length > 0 && r.idleRssMiB !== undefined ? String(r.idleRssMiB) : '-'))]);
   return `\n${heading}\n${table(['', ...results.map((r) => r.label)], rows)}`;
+}
+
+/**
+ * The single-stream phases every benchmark runs on one logged-in basic-ftp client: upload
+ * `bigFile` as big.bin, then download it, the download checked by size and sha256.
+ */
+export async function singleStreamPhases(client: Client, meter: Meter, bigFile: string, bigSha: string, singleMiB: number, timeoutMs: number): Promise<Phase[]> {
+  const upload = await timed(meter, 'single upload', singleMiB, timeoutMs, async () => {
+    await client.uploadFrom(bigFile, 'big.bin');
+    return () => true; // checked by the download below
+  });
+  const back = collector();
+  const download = await timed(meter, 'single download', singleMiB, timeoutMs, async () => {
+    await client.downloadTo(back.sink, 'big.bin');
+    return () => {
+      const got = digest(back.chunks);
+      back.chunks.length = 0;
+      return got.bytes === singleMiB * MIB && got.sha256 === bigSha;
+    };
+  });
+  return [upload, download];
 }

@@ -41,7 +41,7 @@ import {
   type BenchServer,
   type RawSession,
 } from './benchServer.js';
-import { phaseTable, pidMeter, summaryTable, timed, type RunResult } from './phase.js';
+import { phaseTable, singleStreamPhases, pidMeter, summaryTable, timed, type RunResult } from './phase.js';
 
 const singleMiB = Number(process.argv[2] ?? 256);
 const sessions = Number(process.argv[3] ?? 50);
@@ -72,23 +72,7 @@ async function measure(backend: string, server: BenchServer, bigFile: string, bi
     // (~2 s each, once per cluster): 20 MiB is above one 8 MiB part, so both happen here.
     await withTimeout(client.uploadFrom(Readable.from([randomBytes(20 * MIB)]), 'warmup.bin'), 120_000, 'warm-up upload');
     await withTimeout(client.downloadTo(collector().sink, 'warmup.bin'), 60_000, 'warm-up download');
-    result.phases.push(
-      await timed(meter, 'single upload', singleMiB, PHASE_MS, async () => {
-        await client.uploadFrom(bigFile, 'big.bin');
-        return () => true; // checked by the download below
-      }),
-    );
-    const back = collector();
-    result.phases.push(
-      await timed(meter, 'single download', singleMiB, PHASE_MS, async () => {
-        await client.downloadTo(back.sink, 'big.bin');
-        return () => {
-          const got = digest(back.chunks);
-          back.chunks.length = 0;
-          return got.bytes === singleMiB * MIB && got.sha256 === bigSha;
-        };
-      }),
-    );
+    result.phases.push(...(await singleStreamPhases(client, meter, bigFile, bigSha, singleMiB, PHASE_MS)));
   } finally {
     client.close();
   }
