@@ -86,9 +86,10 @@ test('curl implicit FTPS (ftps:// on the implicit port): list and download', asy
   t.is(r.stdout, 'hello over TLS\n');
 });
 
-test('lftp with ftp:ssl-force and ftp:ssl-protect-data, certificate verified: put, cls (MLSD), get, quote SITE VIEW, rm', async (t) => {
+for (const family of FAMILIES) {
+  (family.available ? test : test.skip)(`lftp with ftp:ssl-force and ftp:ssl-protect-data, certificate verified, over ${family.name}: put, cls (MLSD), get, quote SITE VIEW, rm`, async (t) => {
   requireClient('lftp', ['--version'], 'lftp');
-  const { srv, caFile } = await ftpsServer(t);
+  const { srv, caFile } = await ftpsServer(t, {}, family.host);
   const work = await tempDir(t);
   const content = randomBytes(200_000);
   await writeFile(join(work, 'l.bin'), content);
@@ -98,7 +99,7 @@ test('lftp with ftp:ssl-force and ftp:ssl-protect-data, certificate verified: pu
     `set ssl:ca-file ${caFile}`,
     'set ssl:verify-certificate true',
     'set net:max-retries 1',
-    `open -u alice,alice-pw ftp://127.0.0.1:${srv.port}`,
+    `open -u alice,alice-pw ftp://${family.host.includes(':') ? `[${family.host}]` : family.host}:${srv.port}`,
     `put ${join(work, 'l.bin')} -o l.bin`,
     'cls -1',
     `get l.bin -o ${join(work, 'back.bin')}`,
@@ -111,7 +112,8 @@ test('lftp with ftp:ssl-force and ftp:ssl-protect-data, certificate verified: pu
   t.regex(r.stdout, /l\.bin/);
   t.regex(r.stdout, /200-VIEW text bytes=15/);
   t.deepEqual(await readFile(join(work, 'back.bin')), content);
-});
+  });
+}
 
 /** ftplib FTP_TLS; `reuse` subclasses it so data connections resume the control session. */
 const PY_FTPS = String.raw`
@@ -163,18 +165,20 @@ test('plain Python ftplib FTP_TLS (no session reuse) gets 522 on data while reus
   t.is(ok.code, 0, ok.stderr);
 });
 
-test('basic-ftp (secure: true, the server certificate as CA): upload, MLSD list, download, REST resume', async (t) => {
-  const { srv, ca } = await ftpsServer(t);
+for (const family of FAMILIES) {
+  (family.available ? test : test.skip)(`basic-ftp (secure: true, the server certificate as CA) over ${family.name}: upload, MLSD list, download, REST resume`, async (t) => {
+  const { srv, ca } = await ftpsServer(t, {}, family.host);
   const client = new Client(15_000);
   t.teardown(() => client.close());
-  await client.access({ host: '127.0.0.1', port: srv.port, user: 'alice', password: 'alice-pw', secure: true, secureOptions: { ca, servername: 'localhost' } });
+  await client.access({ host: family.host, port: srv.port, user: 'alice', password: 'alice-pw', secure: true, secureOptions: { ca, servername: 'localhost' } });
   const content = randomBytes(500_000);
   await client.uploadFrom(Readable.from([content]), 'b.bin');
   t.deepEqual((await client.list()).map((e) => e.name).sort(), ['b.bin', 'hello.txt']);
   const chunks: Buffer[] = [];
   await client.downloadTo(new Writable({ write: (c: Buffer, _e, cb) => (chunks.push(c), cb()) }), 'b.bin', 100_000);
   t.deepEqual(Buffer.concat(chunks), content.subarray(100_000));
-});
+  });
+}
 
 test('our own client and CLI against DFOS: ftpes:// with the pinned fingerprint, and ftps:// (implicit) with the CA', async (t) => {
   const { srv, ca, caFile, implicitPort } = await ftpsServer(t);
