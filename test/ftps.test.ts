@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -226,6 +226,49 @@ test('ABOR during a protected (PROT P) download that the client stopped reading:
   t.true(Date.now() - aborted < 1000);
   t.regex(await session.send('NOOP'), /^200/);
   data.destroy();
+});
+
+test('lftp in active mode (PORT) over FTPS with PROT P: the data connection DFOS opens is TLS too (DFOS as the TLS server)', async (t) => {
+  // curl on this machine did not start the TLS handshake on the data connection it accepted
+  // in active mode (it logs "sa_addr inet_ntop() failed"; not investigated further); lftp does.
+  requireClient('lftp', ['--version'], 'lftp');
+  const { srv, caFile } = await ftpsServer(t);
+  const work = await tempDir(t);
+  const debug = join(work, 'debug.log');
+  const script = `set ftp:passive-mode off; set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:ca-file ${caFile}; set net:max-retries 1; set net:timeout 10; debug -o ${debug} 10; open -u alice,alice-pw ftp://127.0.0.1:${srv.port}; cat hello.txt`;
+  const r = await runProgram('lftp', ['-c', script], { timeoutMs: 40_000 });
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'hello over TLS\n');
+  const log = await readFile(debug, 'utf8');
+  t.regex(log, /---> (PORT|EPRT) /, 'lftp used active mode');
+  t.regex(log, /---> PROT P/);
+});
+
+test('over TLS, a reset upload leaves no temporary and the old file, and the shutdown drain sends 421 to an idle TLS session', async (t) => {
+  const { srv, ca } = await ftpsServer(t);
+  const home = join(srv.storage, 'alice');
+  const session = await tlsSession(srv.port, ca);
+  t.teardown(() => session.close());
+  for (const line of ['USER alice', 'PASS alice-pw', 'PBSZ 0', 'PROT P']) t.regex(await session.send(line), /^[23]\d\d /);
+  const epsv = await session.send('EPSV');
+  const port = Number(/\(\|\|\|(\d+)\|\)/.exec(epsv)![1]);
+  const started = session.send('STOR hello.txt');
+  const tcp = connect({ host: '127.0.0.1', port });
+  tcp.on('error', () => undefined);
+  const data = tlsConnect({ socket: tcp, ca, servername: 'localhost', session: session.socket.getSession() });
+  data.on('error', () => undefined);
+  const secured = new Promise<void>((resolve) => data.once('secureConnect', () => resolve()));
+  t.regex(await started, /^150/);
+  await secured;
+  data.write(randomBytes(500_000));
+  await new Promise((r) => setTimeout(r, 300));
+  tcp.resetAndDestroy();
+  t.regex(await session.next(), /^4\d\d /, 'the reset upload is refused');
+  t.is(await readFile(join(home, 'hello.txt'), 'utf8'), 'hello over TLS\n');
+  t.deepEqual((await readdir(home)).filter((n) => n.startsWith('.dfos-upload-')), []);
+  const closing = session.next();
+  await srv.server.shutdown(1000);
+  t.regex(await closing, /^421 /, 'the idle TLS session is told the server is shutting down');
 });
 
 test('openssl s_client -starttls ftp: the handshake completes and the certificate verifies', async (t) => {

@@ -268,7 +268,9 @@ export class DataChannel implements FtpConnector {
       const timer = setTimeout(() => socket.destroy(new Error('active data connection timed out')), this.options.connectTimeoutMs);
       socket.once('connect', () => {
         clearTimeout(timer);
-        socket.pause();
+        // A plain connection waits paused for the transfer; a TLS one must keep reading for
+        // its handshake (a paused outgoing socket never delivers the ClientHello).
+        if (!sessionOf(this.connection)?.protectData) socket.pause();
         this.waiters.push({ resolve, reject });
         this.adopt(socket);
       });
