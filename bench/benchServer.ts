@@ -32,7 +32,8 @@ export async function startBenchServer(options: { args?: string[]; env?: Record<
   const port = await freePort();
   const proc = await spawnServer({
     users: [{ name: BENCH_USER, password: BENCH_PASSWORD }],
-    args: ['--port', String(port), '--log-level', 'warn', ...(options.args ?? [])],
+    // The benchmarks open hundreds of sessions from 127.0.0.1: no connection caps.
+    args: ['--port', String(port), '--log-level', 'warn', '--max-sessions', '0', '--max-sessions-per-ip', '0', ...(options.args ?? [])],
     env: options.env,
     noWait: true,
   });

@@ -54,7 +54,7 @@ async function probe(port: number): Promise<string> {
 async function main(): Promise<void> {
   await checkFileLimit();
   // The server needs a descriptor per connection too: it inherits this process's limit.
-  const server = await spawnServer({ args: ['--login-timeout', '0'], env: { NODE_OPTIONS: process.env.FLOOD_NODE_OPTIONS } });
+  const server = await spawnServer({ args: ['--login-timeout', '0', '--max-sessions', '0', '--max-sessions-per-ip', '0'], env: { NODE_OPTIONS: process.env.FLOOD_NODE_OPTIONS } });
   const pid = server.child.pid!;
   const floods: NoopFlood[] = [];
   let peak = 0;

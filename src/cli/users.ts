@@ -31,9 +31,14 @@ export function registerUsers(program: Command): void {
     .option('--read-only', 'may download and list only')
     .option('--local-only', 'may log in only from this machine (loopback)')
     .option('--require-tls', 'may log in only over TLS (FTPS), even when the server does not require it')
+    .option('--max-sessions <n>', 'sessions this user may have open at once (a whole number, 1 or more)')
     .addOption(usersFileOption())
-    .action(async (name: string, opts: { passwordStdin?: boolean; readOnly?: boolean; localOnly?: boolean; requireTls?: boolean; users: string }) => {
+    .action(async (name: string, opts: { passwordStdin?: boolean; readOnly?: boolean; localOnly?: boolean; requireTls?: boolean; maxSessions?: string; users: string }) => {
       checkName(name);
+      const maxSessions = opts.maxSessions === undefined ? undefined : /^[1-9]\d{0,5}$/.test(opts.maxSessions) ? Number(opts.maxSessions) : undefined;
+      if (opts.maxSessions !== undefined && maxSessions === undefined) {
+        throw usageError(`--max-sessions must be a whole number of 1 or more (got ${JSON.stringify(opts.maxSessions)})`);
+      }
       if (await userExists(opts.users, name)) {
         throw new UsersFileError(
           `${opts.users}: user "${name}" already exists; change the password with: dfos users passwd ${name} --users ${shellQuote(opts.users)}`,
@@ -43,7 +48,7 @@ export function registerUsers(program: Command): void {
       }
       const password = await readNewPassword(name, 'add', opts.passwordStdin === true);
       const flags = { readOnly: opts.readOnly === true, localOnly: opts.localOnly === true, requireTls: opts.requireTls === true };
-      await addUser(opts.users, name, await hashPassword(password), flags);
+      await addUser(opts.users, name, await hashPassword(password), { ...flags, maxSessions });
       process.stdout.write(`added user "${name}" (${flagsText(flags)}) to ${opts.users}\n`);
     });
 

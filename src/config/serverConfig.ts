@@ -30,6 +30,12 @@ const port = (what: string) =>
     .min(0, `${what} must be a whole number from 0 to 65535`)
     .max(65535, `${what} must be a whole number from 0 to 65535`);
 
+const count = (what: string) =>
+  z.coerce
+    .number({ error: `${what} must be a whole number, 0 or more (0: no limit)` })
+    .int(`${what} must be a whole number, 0 or more (0: no limit)`)
+    .min(0, `${what} must be a whole number, 0 or more (0: no limit)`);
+
 const seconds = (what: string) =>
   z.coerce
     .number({ error: `${what} must be a number of seconds, 0 or more` })
@@ -72,6 +78,10 @@ export const serverConfigSchema = z
     /** A data connection with no bytes either way for this long gets 426 (0 = never). */
     dataTimeout: seconds('data-timeout').default(300),
     authFailDelay: seconds('auth-fail-delay').default(1),
+    /** Open control connections at most (0 = no limit); the next gets 421 before the greeting. */
+    maxSessions: count('max-sessions').default(1000),
+    /** Open control connections from one client address at most (0 = no limit). */
+    maxSessionsPerIp: count('max-sessions-per-ip').default(50),
     /** FTPS (RFC 4217): `off`, `on` (offered) or `required` (no login or data without it). */
     tls: z.enum(TLS_MODES, { error: `tls must be one of ${TLS_MODES.join(', ')}` }).default('on'),
     /** PEM certificate (a chain may follow it); with tlsKey. Neither: a generated one in stateDir. */

@@ -113,6 +113,7 @@ export class DfosServer {
       pasvAddress: config.pasvAddress,
       dataTimeoutMs: config.dataTimeout * 1000,
       capabilities: storage.capabilities,
+      limits: { maxSessions: config.maxSessions, maxSessionsPerIp: config.maxSessionsPerIp },
       log,
       session: { idleTimeoutMs: config.idleTimeout * 1000, loginTimeoutMs: config.loginTimeout * 1000, log },
       hooks,
@@ -247,6 +248,13 @@ export class DfosServer {
       this.loggers.log.info('Login refused: this user requires TLS', { session: session.id, client: session.client, user });
       audit.record(user, { action: 'login', result: 'failed', code: describe('login', refused).code, reason: 'TLS required for this user' });
       throw refused;
+    }
+    const limit = result.user.maxSessions;
+    if (limit !== undefined && this.engine.sessions().filter((s) => s.user === user).length >= limit) {
+      const busy = new StorageError('unavailable', `Too many sessions for this user (${limit} allowed); close one and try again`);
+      this.loggers.log.info('Login refused: user session limit', { session: session.id, client: session.client, user, limit });
+      audit.record(user, { action: 'login', result: 'failed', code: describe('login', busy).code, reason: `session limit (${limit})` });
+      throw busy;
     }
     let storage;
     try {

@@ -16,6 +16,8 @@ export interface UserRecord {
   readonly localOnly: boolean;
   /** May log in only over TLS (the engine enforces it at USER/PASS). */
   readonly requireTls: boolean;
+  /** Sessions at once (undefined: no per-user limit). */
+  readonly maxSessions?: number;
 }
 
 /**
@@ -46,7 +48,7 @@ const DUMMY_HASH = `$scrypt$ln=${DEFAULT_SCRYPT_COST.ln},r=${DEFAULT_SCRYPT_COST
   .replace(/=+$/, '')}$${randomBytes(32).toString('base64').replace(/=+$/, '')}`;
 
 function toRecord(name: string, entry: UserEntry): UserRecord {
-  return Object.freeze({ name, readOnly: entry.readOnly, localOnly: entry.localOnly, requireTls: entry.requireTls });
+  return Object.freeze({ name, readOnly: entry.readOnly, localOnly: entry.localOnly, requireTls: entry.requireTls, maxSessions: entry.maxSessions });
 }
 
 function digest(text: string): string {

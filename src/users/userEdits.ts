@@ -101,7 +101,7 @@ export async function addUser(
   file: string,
   name: string,
   passwordHash: string,
-  flags: { readOnly?: boolean; localOnly?: boolean; requireTls?: boolean } = {},
+  flags: { readOnly?: boolean; localOnly?: boolean; requireTls?: boolean; maxSessions?: number } = {},
 ): Promise<void> {
   checkName(name, file);
   if (!isPasswordHash(passwordHash)) throw new TypeError('addUser needs a hashed password');
@@ -123,6 +123,7 @@ export async function addUser(
         readOnly: flags.readOnly ?? false,
         localOnly: flags.localOnly ?? false,
         ...(flags.requireTls ? { requireTls: true } : {}),
+        ...(flags.maxSessions !== undefined ? { maxSessions: flags.maxSessions } : {}),
       };
     },
     { create: true },

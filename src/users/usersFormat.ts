@@ -26,6 +26,8 @@ export interface UserEntry {
   localOnly: boolean;
   /** May log in only over TLS (AUTH TLS or the implicit FTPS port), whatever `--tls` says. */
   requireTls: boolean;
+  /** Sessions this user may have open at once (undefined: no per-user limit). */
+  maxSessions?: number;
 }
 
 /** The parsed, unvalidated document that `dfos users` edits (see userEdits.ts). */
@@ -69,6 +71,11 @@ const userEntrySchema = z.looseObject(
     readOnly: flag('readOnly'),
     localOnly: flag('localOnly'),
     requireTls: flag('requireTls'),
+    maxSessions: z
+      .number({ error: 'has a maxSessions that is not a whole number of 1 or more' })
+      .int('has a maxSessions that is not a whole number of 1 or more')
+      .min(1, 'has a maxSessions that is not a whole number of 1 or more')
+      .optional(),
   },
   { error: 'must be an object like {"password": "$scrypt$...", "readOnly": false, "localOnly": false}' },
 );
@@ -163,6 +170,7 @@ export function parseUsersText(text: string, file: string): Map<string, UserEntr
       readOnly: r.data.readOnly ?? false,
       localOnly: r.data.localOnly ?? false,
       requireTls: r.data.requireTls ?? false,
+      ...(r.data.maxSessions !== undefined ? { maxSessions: r.data.maxSessions } : {}),
     });
   }
   if (problems.length > 0) {

@@ -13,6 +13,7 @@ export interface TestUser {
   readOnly?: boolean;
   localOnly?: boolean;
   requireTls?: boolean;
+  maxSessions?: number;
 }
 
 /** A real DFOS server on an ephemeral loopback port with temporary storage and logs. */
@@ -41,6 +42,7 @@ export async function writeUsersFile(file: string, users: TestUser[]): Promise<v
       readOnly: u.readOnly ?? false,
       localOnly: u.localOnly ?? false,
       ...(u.requireTls ? { requireTls: true } : {}),
+      ...(u.maxSessions !== undefined ? { maxSessions: u.maxSessions } : {}),
     };
   }
   await writeFile(file, JSON.stringify({ users: entries }, null, 2));
@@ -74,6 +76,9 @@ export async function startTestServer(
     stateDir,
     authFailDelay: 0.05,
     console: false,
+    // Tests open many connections from 127.0.0.1; the caps have their own tests.
+    maxSessions: 0,
+    maxSessionsPerIp: 0,
     ...options.config,
   });
   const server = await DfosServer.start(config);

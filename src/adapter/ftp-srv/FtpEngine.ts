@@ -11,6 +11,7 @@ import { DataChannel, PassivePortAllocator } from './DataChannel.js';
 import { FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.js';
 import { installFtpSrvPatches } from './installPatches.js';
 import { formatListLine } from './listFormat.js';
+import { normaliseAddress } from '../../util/address.js';
 import { describeOutcome } from './replyError.js';
 import { Session, sessionOf, type SessionContext } from './Session.js';
 import { transferFailure } from './transferCommands.js';
@@ -34,6 +35,8 @@ export interface FtpEngineOptions {
   capabilities: StorageCapabilities;
   /** What the engine asks of the server: logins and session ends. */
   hooks: EngineHooks;
+  /** Connection caps (0 = no limit): past them a new connection gets 421 before the greeting. */
+  limits: { maxSessions: number; maxSessionsPerIp: number };
 }
 
 /**
@@ -179,7 +182,38 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     this.stopAccepting();
   }
 
+  /**
+   * The reason a new connection from `client` is refused, or undefined: over the server's
+   * cap, or over the cap for one address (a client hammering connections cannot take the
+   * whole server). Counted over open connections, logged in or not.
+   */
+  private overCap(client: string | undefined): string | undefined {
+    const { maxSessions, maxSessionsPerIp } = this.options.limits;
+    if (maxSessions > 0 && this.live.size >= maxSessions) return `Too many connections (the server allows ${maxSessions}); try again later`;
+    if (maxSessionsPerIp > 0) {
+      let fromClient = 0;
+      for (const s of this.live) if (s.client === client) fromClient++;
+      if (fromClient >= maxSessionsPerIp) return `Too many connections from your address (${maxSessionsPerIp} allowed); close some and try again`;
+    }
+    return undefined;
+  }
+
+  /** Answers 421 before the greeting and closes (ftp-srv's greeting is swallowed). */
+  private refuse(connection: FtpConnection, reason: string): void {
+    const socket = connection.commandSocket;
+    connection.reply = () => Promise.resolve();
+    this.options.log.info('Connection refused', { client: normaliseAddress(socket.remoteAddress), reason });
+    socket.on('error', () => undefined);
+    socket.end(`421 ${reason}\r\n`);
+    setTimeout(() => socket.destroy(), 2000).unref();
+  }
+
   private attach(connection: FtpConnection): void {
+    const refusal = this.overCap(normaliseAddress(connection.commandSocket.remoteAddress));
+    if (refusal !== undefined) {
+      this.refuse(connection, refusal);
+      return;
+    }
     // Each reply is one complete write, so Nagle's algorithm only adds latency: with it, a
     // reply written while the previous one is unacknowledged waits for the client's
     // delayed ACK (~40 ms), e.g. 331 then 230 for a pipelined USER + PASS.
