@@ -1,7 +1,7 @@
 import test from 'ava';
 import { connect, type Socket } from 'node:net';
 import { auditLog } from './helpers/logFiles.js';
-import { REPLY_MS } from './helpers/rawFtp.js';
+import { RawFtp, REPLY_MS } from './helpers/rawFtp.js';
 import { spawnServer } from './helpers/serverProcess.js';
 import { startTestServer } from './helpers/testServer.js';
 
@@ -102,4 +102,31 @@ test('the caps are on by default (1000 in all, 50 per address) and the flags are
   const exit = await bad.waitExit(20_000);
   t.is(exit.code, 2);
   t.regex(bad.stderr(), /--max-sessions-per-ip must be a whole number/);
+});
+
+test('--max-login-attempts: after that many failed logins on one connection it gets 421 and is closed; a right password before that works', async (t) => {
+  const srv = await startTestServer({ config: { maxLoginAttempts: 3 } });
+  t.teardown(() => srv.stop());
+  const raw = await RawFtp.connect(srv.port);
+  t.teardown(() => raw.close());
+  for (let i = 1; i <= 2; i++) {
+    t.is((await raw.command('USER alice', REPLY_MS)).code, 331);
+    t.is((await raw.command('PASS wrong', REPLY_MS)).code, 530, `attempt ${i}`);
+  }
+  t.is((await raw.command('USER alice', REPLY_MS)).code, 331);
+  const third = await raw.command('PASS wrong', REPLY_MS);
+  t.is(third.code, 530);
+  const closing = await raw.read(REPLY_MS);
+  t.regex(closing.raw, /^421 Too many failed logins \(3\)/);
+  await raw.waitClosed(REPLY_MS);
+  t.true(raw.closed);
+  // Two failures, then the right password: logged in.
+  const other = await RawFtp.connect(srv.port);
+  t.teardown(() => other.close());
+  for (let i = 0; i < 2; i++) {
+    await other.command('USER alice', REPLY_MS);
+    await other.command('PASS wrong', REPLY_MS);
+  }
+  await other.command('USER alice', REPLY_MS);
+  t.is((await other.command('PASS alice-pw', REPLY_MS)).code, 230);
 });

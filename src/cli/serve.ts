@@ -81,6 +81,7 @@ const SERVE_FLAGS: readonly ServeFlag[] = [
     kind: 'string',
   },
   { key: 'implicitTlsPort', flag: 'implicit-tls-port', arg: '<number>', help: 'also listen for implicit FTPS (TLS from the first byte) here; 0: off', kind: 'integer' },
+  { key: 'maxLoginAttempts', flag: 'max-login-attempts', arg: '<number>', help: 'failed logins on one connection before it is closed (0: no limit)', kind: 'integer' },
   { key: 'maxSessions', flag: 'max-sessions', arg: '<number>', help: 'open connections at most (0: no limit)', kind: 'integer' },
   { key: 'maxSessionsPerIp', flag: 'max-sessions-per-ip', arg: '<number>', help: 'open connections from one address at most (0: no limit)', kind: 'integer' },
   { key: 'stateDir', flag: 'state-dir', arg: '<dir>', help: 'directory for server state (the generated certificate in tls/)', kind: 'string' },

@@ -80,6 +80,8 @@ export const serverConfigSchema = z
     authFailDelay: seconds('auth-fail-delay').default(1),
     /** Open control connections at most (0 = no limit); the next gets 421 before the greeting. */
     maxSessions: count('max-sessions').default(1000),
+    /** Failed logins on one connection before it is closed with 421 (0 = no limit). */
+    maxLoginAttempts: count('max-login-attempts').default(3),
     /** Open control connections from one client address at most (0 = no limit). */
     maxSessionsPerIp: count('max-sessions-per-ip').default(50),
     /** FTPS (RFC 4217): `off`, `on` (offered) or `required` (no login or data without it). */

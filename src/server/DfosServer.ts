@@ -115,7 +115,7 @@ export class DfosServer {
       capabilities: storage.capabilities,
       limits: { maxSessions: config.maxSessions, maxSessionsPerIp: config.maxSessionsPerIp },
       log,
-      session: { idleTimeoutMs: config.idleTimeout * 1000, loginTimeoutMs: config.loginTimeout * 1000, log },
+      session: { idleTimeoutMs: config.idleTimeout * 1000, loginTimeoutMs: config.loginTimeout * 1000, maxLoginAttempts: config.maxLoginAttempts, log },
       hooks,
       ...(tls ? { tls } : {}),
     });

@@ -76,9 +76,10 @@ export async function startTestServer(
     stateDir,
     authFailDelay: 0.05,
     console: false,
-    // Tests open many connections from 127.0.0.1; the caps have their own tests.
+    // Tests open many connections from 127.0.0.1 and retry logins; the limits have their own tests.
     maxSessions: 0,
     maxSessionsPerIp: 0,
+    maxLoginAttempts: 0,
     ...options.config,
   });
   const server = await DfosServer.start(config);

@@ -22,6 +22,8 @@ export interface SessionContext {
   log: winston.Logger;
   /** FTPS settings, or undefined when TLS is off. */
   tls?: TlsSettings;
+  /** Failed logins on one connection before it is closed with 421 (0 = no limit). */
+  maxLoginAttempts?: number;
 }
 
 const sessions = new WeakMap<FtpConnection, Session>();
@@ -62,6 +64,8 @@ export class Session implements EngineSession {
   transferDirective: string | undefined;
   /** The control connection's TLS (protocol and cipher), once AUTH TLS or the implicit port secured it. */
   tls: string | undefined;
+  /** Failed logins on this connection so far. */
+  failedLogins = 0;
   /** PROT P: data connections are TLS. */
   protectData = false;
   /** PBSZ was sent after AUTH (RFC 4217 requires it before PROT). */

@@ -44,7 +44,15 @@ export const loginCommands: CommandEntry[] = [
         }
         // Every refusal reads the same ('Login incorrect'), except a right password refused
         // because the account needs TLS, whose message says so.
-        return this.reply(530, err instanceof StorageError && err.kind === 'denied' ? err.message : 'Login incorrect');
+        await this.reply(530, err instanceof StorageError && err.kind === 'denied' ? err.message : 'Login incorrect');
+        // After --max-login-attempts failures the connection is closed: a guesser must
+        // reconnect (and pay the greeting and the delay) for every few tries.
+        const session = sessionOf(this);
+        const limit = session?.context.maxLoginAttempts ?? 0;
+        if (session && limit > 0 && ++session.failedLogins >= limit) {
+          await session.close421(`Too many failed logins (${limit}); closing the connection`);
+        }
+        return undefined;
       }
     },
     syntax: '{{cmd}} <password>',
