@@ -48,7 +48,13 @@ const DUMMY_HASH = `$scrypt$ln=${DEFAULT_SCRYPT_COST.ln},r=${DEFAULT_SCRYPT_COST
   .replace(/=+$/, '')}$${randomBytes(32).toString('base64').replace(/=+$/, '')}`;
 
 function toRecord(name: string, entry: UserEntry): UserRecord {
-  return Object.freeze({ name, readOnly: entry.readOnly, localOnly: entry.localOnly, requireTls: entry.requireTls, maxSessions: entry.maxSessions });
+  return Object.freeze({
+    name,
+    readOnly: entry.readOnly,
+    localOnly: entry.localOnly,
+    requireTls: entry.requireTls,
+    ...(entry.maxSessions !== undefined ? { maxSessions: entry.maxSessions } : {}),
+  });
 }
 
 function digest(text: string): string {
