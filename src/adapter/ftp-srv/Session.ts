@@ -22,6 +22,8 @@ export interface SessionContext {
   log: winston.Logger;
   /** FTPS settings, or undefined when TLS is off. */
   tls?: TlsSettings;
+  /** Why this client must now be disconnected (e.g. banned), asked after a failed login. */
+  refusal?: (client: string | undefined) => string | undefined;
 }
 
 const sessions = new WeakMap<FtpConnection, Session>();

@@ -44,7 +44,13 @@ export const loginCommands: CommandEntry[] = [
         }
         // Every refusal reads the same ('Login incorrect'), except a right password refused
         // because the account needs TLS, whose message says so.
-        return this.reply(530, err instanceof StorageError && err.kind === 'denied' ? err.message : 'Login incorrect');
+        await this.reply(530, err instanceof StorageError && err.kind === 'denied' ? err.message : 'Login incorrect');
+        // A failed login that got the address banned (or one from an address banned
+        // meanwhile): 421 with the reason, and the connection is closed.
+        const session = sessionOf(this);
+        const refusal = session?.context.refusal?.(session.client);
+        if (session && refusal !== undefined) await session.close421(refusal);
+        return;
       }
     },
     syntax: '{{cmd}} <password>',
