@@ -86,7 +86,11 @@ export const serverConfigSchema = z
     /** Open control connections from one client address at most (0 = no limit). */
     maxSessionsPerIp: count('max-sessions-per-ip').default(50),
     /** Failed logins from one address within banWindow that ban it (0: the defender is off). */
-    banThreshold: count('ban-threshold').default(10),
+    banThreshold: z.coerce
+      .number({ error: 'ban-threshold must be a whole number, 0 or more (0: no banning)' })
+      .int('ban-threshold must be a whole number, 0 or more (0: no banning)')
+      .min(0, 'ban-threshold must be a whole number, 0 or more (0: no banning)')
+      .default(10),
     /** The window (seconds) failed logins are counted in. */
     banWindow: seconds('ban-window').default(300),
     /** The first ban's length (seconds); each repeat ban of the same address doubles it. */
