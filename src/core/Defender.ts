@@ -110,6 +110,8 @@ export class Defender {
     await this.limiter.delete(ip);
     const count = (this.repeats.get(ip) ?? 0) + 1;
     const seconds = Math.min(this.options.banTimeS * 2 ** (count - 1), this.options.banTimeMaxS);
+    // An earlier ban that has run out but was not swept yet ends first (its own record).
+    if (this.bans.has(ip)) this.lifted(ip, 'expired');
     const ban: BanEntry = { ip, until: Date.now() + Math.round(seconds * 1000), count };
     this.bans.set(ip, ban);
     this.unsaved.add(ip);
