@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerBans } from './bans.js';
 import { registerGet } from './get.js';
 import { registerLs } from './ls.js';
 import { registerMkdir } from './mkdir.js';
@@ -18,6 +19,7 @@ import { packageVersion } from './version.js';
 export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerServe,
   registerUsers,
+  registerBans,
   registerPut,
   registerGet,
   registerLs,

@@ -84,7 +84,12 @@ const SERVE_FLAGS: readonly ServeFlag[] = [
   { key: 'maxLoginAttempts', flag: 'max-login-attempts', arg: '<number>', help: 'failed logins on one connection before it is closed (0: no limit)', kind: 'integer' },
   { key: 'maxSessions', flag: 'max-sessions', arg: '<number>', help: 'open connections at most (0: no limit)', kind: 'integer' },
   { key: 'maxSessionsPerIp', flag: 'max-sessions-per-ip', arg: '<number>', help: 'open connections from one address at most (0: no limit)', kind: 'integer' },
-  { key: 'stateDir', flag: 'state-dir', arg: '<dir>', help: 'directory for server state (the generated certificate in tls/)', kind: 'string' },
+  { key: 'stateDir', flag: 'state-dir', arg: '<dir>', help: 'directory for server state (the generated certificate in tls/, bans in bans.json)', kind: 'string' },
+  { key: 'banThreshold', flag: 'ban-threshold', arg: '<number>', help: 'failed logins from one address within --ban-window that ban it (0: no banning)', kind: 'integer' },
+  { key: 'banWindow', flag: 'ban-window', arg: '<seconds>', help: 'how long failed logins count towards a ban', kind: 'seconds' },
+  { key: 'banTime', flag: 'ban-time', arg: '<seconds>', help: 'length of the first ban; doubles with each repeat ban of the same address', kind: 'seconds' },
+  { key: 'banTimeMax', flag: 'ban-time-max', arg: '<seconds>', help: 'longest ban', kind: 'seconds' },
+  { key: 'banAllow', flag: 'ban-allow', arg: '<cidr,...>', help: 'addresses or CIDR ranges never banned', kind: 'string' },
   {
     key: 'authFailDelay',
     flag: 'auth-fail-delay',

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isDnsName } from '../tls/certificateNames.js';
+import { cidrProblem } from '../core/AllowList.js';
 
 /** Log levels accepted by `--log-level`; `trace` also shows ftp-srv's per-command tracing. */
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -15,6 +16,8 @@ export const TLS_SESSION_REUSE = ['required', 'off'] as const;
 
 const CERT_NAMES_RULE =
   'tls-cert-names must be a comma-separated list of DNS names or IP addresses such as ftp.example.com,192.0.2.7';
+
+const BAN_ALLOW_RULE = 'ban-allow must be a comma-separated list of addresses or CIDR ranges such as 192.0.2.0/24,2001:db8::/32';
 
 /** Splits `a,b, c` into names; each a host name or an IP address. */
 function certNames(value: string | readonly string[]): string[] {
@@ -84,6 +87,24 @@ export const serverConfigSchema = z
     maxLoginAttempts: count('max-login-attempts').default(3),
     /** Open control connections from one client address at most (0 = no limit). */
     maxSessionsPerIp: count('max-sessions-per-ip').default(50),
+    /** Failed logins from one address within banWindow that ban it (0: the defender is off). */
+    banThreshold: z.coerce
+      .number({ error: 'ban-threshold must be a whole number, 0 or more (0: no banning)' })
+      .int('ban-threshold must be a whole number, 0 or more (0: no banning)')
+      .min(0, 'ban-threshold must be a whole number, 0 or more (0: no banning)')
+      .default(10),
+    /** The window (seconds) failed logins are counted in. */
+    banWindow: seconds('ban-window').default(300),
+    /** The first ban's length (seconds); each repeat ban of the same address doubles it. */
+    banTime: seconds('ban-time').default(900),
+    /** The longest ban (seconds). */
+    banTimeMax: seconds('ban-time-max').default(86_400),
+    /** Addresses and CIDR ranges (IPv4 or IPv6) never banned. */
+    banAllow: z
+      .union([z.string(), z.array(z.string())], { error: BAN_ALLOW_RULE })
+      .transform(certNames)
+      .refine((list) => list.every((e) => cidrProblem(e) === undefined), BAN_ALLOW_RULE)
+      .default([]),
     /** FTPS (RFC 4217): `off`, `on` (offered) or `required` (no login or data without it). */
     tls: z.enum(TLS_MODES, { error: `tls must be one of ${TLS_MODES.join(', ')}` }).default('on'),
     /** PEM certificate (a chain may follow it); with tlsKey. Neither: a generated one in stateDir. */

@@ -48,6 +48,12 @@ export interface EngineHooks {
    * `describe` tells the core how this protocol reports outcomes (for audit records).
    */
   login(session: EngineSession, username: string, password: string, describe: DescribeOutcome): Promise<FileSession>;
+  /**
+   * Why a connection from `client` must be refused (e.g. the address is banned), or
+   * undefined. Asked before the greeting (421 with this text, then close) and after a
+   * failed login (530, then 421 with this text and close).
+   */
+  refusal?(client: string | undefined): string | undefined;
   /** Called once when a connection has closed. */
   onSessionClosed(session: EngineSession): void;
 }

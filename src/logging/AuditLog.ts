@@ -12,11 +12,16 @@ export type AuditAction =
   | 'rename'
   | 'view'
   | 'chmod'
-  | 'mtime';
+  | 'mtime'
+  /** The defender banned a client address (client = the address, durationMs = the ban). */
+  | 'ban'
+  /** A ban ended: lifted with `dfos bans lift`, or expired. */
+  | 'unban';
 
 /** One audit record: who did what to which path, with what outcome. */
 export interface AuditEvent {
-  session: string;
+  /** The connection's id; undefined for records about an address (ban, unban). */
+  session: string | undefined;
   user: string | undefined;
   client: string | undefined;
   action: AuditAction;

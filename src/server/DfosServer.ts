@@ -5,6 +5,8 @@ import { FtpEngine } from '../adapter/ftp-srv/FtpEngine.js';
 import { FileSession, type DescribeOutcome } from '../core/FileSession.js';
 import type { EngineHooks, EngineSession, ProtocolEngine } from '../core/ProtocolEngine.js';
 import { SessionAudit } from '../core/SessionAudit.js';
+import { Defender } from '../core/Defender.js';
+import { bansFilePath } from '../core/bansFile.js';
 import { AuditLog } from '../logging/AuditLog.js';
 import { createLoggers, type Loggers } from '../logging/createLogger.js';
 import { createStorageBackend } from '../storage/createStorageBackend.js';
@@ -87,6 +89,8 @@ export class DfosServer {
     readonly address: { host: string; port: number },
     /** FTPS settings and the current certificate; undefined with `--tls off`. */
     readonly tls: TlsCredentials | undefined,
+    /** Bans addresses after repeated failed logins (persisted in <state-dir>/bans.json). */
+    readonly defender: Defender,
   ) {}
 
   /**
@@ -100,10 +104,21 @@ export class DfosServer {
     const storage = createStorageBackend(config);
     await storage.start((message, fields) => log.info(message, fields));
     const audit = new AuditLog(auditLog);
+    const defender = await Defender.start({
+      threshold: config.banThreshold,
+      windowS: config.banWindow,
+      banTimeS: config.banTime,
+      banTimeMaxS: config.banTimeMax,
+      allow: config.banAllow,
+      file: bansFilePath(resolve(config.stateDir)),
+      audit,
+      log,
+    });
     let server: DfosServer | undefined;
     const hooks: EngineHooks = {
       login: (session, username, password, describe) => server!.login(session, username, password, describe),
       onSessionClosed: (session) => server?.logout(session),
+      refusal: (client) => defender.refusal(client),
     };
     const engine = new FtpEngine({
       host: config.host,
@@ -129,9 +144,10 @@ export class DfosServer {
         : code === 'EACCES' ? 'permission denied; use a port above 1023 or grant the capability'
         : code === 'EADDRNOTAVAIL' ? 'that address is not on this machine; check --host'
         : (err as Error).message;
+      defender.stop();
       throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${hint}`);
     }
-    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls);
+    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender);
     server.stopWatching = users.watch((result) => server!.logReload(result, 'users.json changed'));
     log.info('DFOS listening', {
       host: bound.address,
@@ -194,6 +210,7 @@ export class DfosServer {
   /** Immediate stop (second signal): cut every connection; uploads in flight are discarded. */
   abortNow(): void {
     this.stopWatching();
+    this.defender.stop();
     for (const session of this.engine.sessions()) session.abortTransfer('server stopped');
     this.engine.destroyAll();
   }
@@ -202,6 +219,7 @@ export class DfosServer {
     const { log } = this.loggers;
     this.engine.stopAccepting();
     this.stopWatching();
+    this.defender.stop();
     const sessions = this.engine.sessions();
     const busy = sessions.filter((s) => s.busy).length;
     log.info('Shutting down: not accepting connections', { sessions: sessions.length, transfers: busy, graceSeconds: graceMs / 1000 });
@@ -216,6 +234,7 @@ export class DfosServer {
     }
     this.engine.destroyAll();
     await this.storage.close();
+    await this.defender.settled();
     log.info('Shutdown complete', { forced: left });
     await this.loggers.close();
   }
@@ -233,8 +252,11 @@ export class DfosServer {
   private async login(session: EngineSession, username: string, password: string, describe: DescribeOutcome): Promise<FileSession> {
     const started = Date.now();
     const audit = new SessionAudit(this.audit, session);
-    const result = await this.users.authenticate(username, password, session.client);
+    // An address banned while this connection was open gets no more tries.
+    const banned = this.defender.refusal(session.client) !== undefined;
+    const result = banned ? ({ ok: false, reason: 'address banned' } as const) : await this.users.authenticate(username, password, session.client);
     if (!result.ok) {
+      await this.defender.failed(session.client, result.reason);
       await sleep(Math.max(0, this.config.authFailDelay * 1000 - (Date.now() - started)));
       this.loggers.log.info('Login failed', { session: session.id, client: session.client, user: username.slice(0, 64), reason: result.reason, tls: session.tls });
       const refused = new StorageError('denied', 'Login incorrect');

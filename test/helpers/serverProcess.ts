@@ -126,6 +126,8 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
         '--users', dirs.usersFile,
         '--log-dir', dirs.logDir,
         '--auth-fail-delay', '0.05',
+        // Many tests fail logins on purpose; the defender has its own tests (later flags win).
+        '--ban-threshold', '0',
       ];
   const child = spawn(process.execPath, [CLI, 'serve', ...defaults, ...(options.args ?? [])], {
     cwd: dirs.dir,

@@ -50,7 +50,8 @@ export async function writeUsersFile(file: string, users: TestUser[]): Promise<v
 
 /**
  * Starts a server for one test. Defaults: host 127.0.0.1, port 0, passive ports chosen
- * by the system, users alice/alice-pw and bob/bob-pw, a 50 ms auth failure delay.
+ * by the system, users alice/alice-pw and bob/bob-pw, a 50 ms auth failure delay, no
+ * connection caps and no banning.
  */
 export async function startTestServer(
   options: { users?: TestUser[]; config?: ServerConfigInput } = {},
@@ -80,6 +81,8 @@ export async function startTestServer(
     maxSessions: 0,
     maxSessionsPerIp: 0,
     maxLoginAttempts: 0,
+    // Many tests fail logins on purpose from 127.0.0.1; the defender has its own tests.
+    banThreshold: 0,
     ...options.config,
   });
   const server = await DfosServer.start(config);

@@ -209,7 +209,8 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
   }
 
   private attach(connection: FtpConnection): void {
-    const refusal = this.overCap(normaliseAddress(connection.commandSocket.remoteAddress));
+    const client = normaliseAddress(connection.commandSocket.remoteAddress);
+    const refusal = this.options.hooks.refusal?.(client) ?? this.overCap(client);
     if (refusal !== undefined) {
       this.refuse(connection, refusal);
       return;
@@ -218,7 +219,7 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     // reply written while the previous one is unacknowledged waits for the client's
     // delayed ACK (~40 ms), e.g. 331 then 230 for a pipelined USER + PASS.
     connection.commandSocket.setNoDelay(true);
-    const session = new Session(connection, { ...this.options.session, tls: this.options.tls });
+    const session = new Session(connection, { ...this.options.session, tls: this.options.tls, refusal: (c) => this.options.hooks.refusal?.(c) });
     if (connection.commandSocket instanceof TLSSocket) {
       // Implicit FTPS: the control connection is TLS already, data connections always are.
       const secure = connection.commandSocket as TLSSocket & { dfosContext?: SecureContext };

@@ -24,6 +24,8 @@ export interface SessionContext {
   tls?: TlsSettings;
   /** Failed logins on one connection before it is closed with 421 (0 = no limit). */
   maxLoginAttempts?: number;
+  /** Why this client must now be disconnected (e.g. banned), asked after a failed login. */
+  refusal?: (client: string | undefined) => string | undefined;
 }
 
 const sessions = new WeakMap<FtpConnection, Session>();

@@ -45,11 +45,15 @@ export const loginCommands: CommandEntry[] = [
         // Every refusal reads the same ('Login incorrect'), except a right password refused
         // because the account needs TLS, whose message says so.
         await this.reply(530, err instanceof StorageError && err.kind === 'denied' ? err.message : 'Login incorrect');
-        // After --max-login-attempts failures the connection is closed: a guesser must
+        // A failed login that got the address banned (or one from an address banned
+        // meanwhile): 421 with the reason, and the connection is closed. Otherwise, after
+        // --max-login-attempts failures the connection is closed too: a guesser must
         // reconnect (and pay the greeting and the delay) for every few tries.
         const session = sessionOf(this);
+        const refusal = session?.context.refusal?.(session.client);
         const limit = session?.context.maxLoginAttempts ?? 0;
-        if (session && limit > 0 && ++session.failedLogins >= limit) {
+        if (session && refusal !== undefined) await session.close421(refusal);
+        else if (session && limit > 0 && ++session.failedLogins >= limit) {
           await session.close421(`Too many failed logins (${limit}); closing the connection`);
         }
         return undefined;

@@ -58,6 +58,9 @@ const SUCCESS_CODES: Record<AuditAction, number> = {
   view: 200,
   chmod: 200,
   mtime: 213,
+  // Not session actions: what a connection from the address then gets (refused, greeted).
+  ban: 421,
+  unban: 220,
 };
 
 /**

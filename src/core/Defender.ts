@@ -1,0 +1,192 @@
+import { readFile } from 'node:fs/promises';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import type { AuditLog } from '../logging/AuditLog.js';
+import { normaliseAddress } from '../util/address.js';
+import { AllowList } from './AllowList.js';
+import { parseBans, writeBansFile, type BanEntry } from './bansFile.js';
+
+/** The defender's settings (seconds, as the flags give them). */
+export interface DefenderOptions {
+  /** Failed logins from one address within `windowS` that ban it; 0 turns the defender off. */
+  threshold: number;
+  windowS: number;
+  /** The first ban's length; each repeat ban of the same address doubles it, up to banTimeMaxS. */
+  banTimeS: number;
+  banTimeMaxS: number;
+  /** Addresses and CIDR ranges never banned. */
+  allow: readonly string[];
+  /** Where bans are kept (read at start, written on each ban and lift, polled for `dfos bans lift`). */
+  file: string;
+  audit: AuditLog;
+  log: { info(message: string, fields?: object): unknown; warn(message: string, fields?: object): unknown };
+  /** How often the file is checked for outside edits and bans for expiry (ms). */
+  pollMs?: number;
+}
+
+/**
+ * Bans client addresses after repeated failed logins (protocol-independent): failures
+ * are scored per address with a rate limiter (threshold points per window); the
+ * threshold-th failure bans the address for banTime, doubling with each repeat ban.
+ * Bans are persisted, so they survive a restart, and the file is polled so that
+ * `dfos bans lift` takes effect on a running server.
+ */
+export class Defender {
+  private readonly limiter: RateLimiterMemory | undefined;
+  private readonly allow: AllowList;
+  private readonly bans = new Map<string, BanEntry>();
+  /** How many times each address was banned (kept after a ban expires, for the doubling). */
+  private readonly repeats = new Map<string, number>();
+  /** Bans made since the last write (not on the file yet: not lifted by their absence). */
+  private readonly unsaved = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  /** The file's text as last read or written by this server (a difference is an outside edit). */
+  private known = '';
+  /** File work runs one at a time. */
+  private queue: Promise<void> = Promise.resolve();
+
+  private constructor(private readonly options: DefenderOptions) {
+    this.allow = new AllowList(options.allow);
+    this.limiter = options.threshold > 0 ? new RateLimiterMemory({ points: options.threshold, duration: Math.max(1, Math.ceil(options.windowS)) }) : undefined;
+  }
+
+  /** Loads the persisted bans (expired ones dropped) and starts polling the file. */
+  static async start(options: DefenderOptions): Promise<Defender> {
+    const defender = new Defender(options);
+    await defender.sync(false);
+    if (defender.bans.size > 0) options.log.info('Bans loaded', { file: options.file, bans: defender.bans.size });
+    defender.timer = setInterval(() => defender.enqueue(() => defender.sync(true)), options.pollMs ?? 1000);
+    defender.timer.unref();
+    return defender;
+  }
+
+  /** The defender is on (threshold above 0). */
+  get enabled(): boolean {
+    return this.limiter !== undefined;
+  }
+
+  /** Stops polling the file. */
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Waits for pending file writes (tests, shutdown). */
+  settled(): Promise<void> {
+    return this.queue;
+  }
+
+  /** The client-facing reason a connection from `client` is refused, or undefined when it is not banned. */
+  refusal(client: string | undefined): string | undefined {
+    const ip = normaliseAddress(client);
+    if (ip === undefined) return undefined;
+    const ban = this.bans.get(ip);
+    if (!ban) return undefined;
+    const left = ban.until - Date.now();
+    if (left <= 0) return undefined;
+    return `Too many failed logins from your address; try again in ${Math.ceil(left / 1000)} s`;
+  }
+
+  /** The active bans. */
+  list(): BanEntry[] {
+    const now = Date.now();
+    return [...this.bans.values()].filter((b) => b.until > now);
+  }
+
+  /**
+   * Scores one failed login from `client`; resolves with the ban when this failure
+   * triggered one. Allowed addresses and already banned ones are not scored.
+   */
+  async failed(client: string | undefined, reason: string): Promise<BanEntry | undefined> {
+    const ip = normaliseAddress(client);
+    if (!this.limiter || ip === undefined || this.allow.has(ip) || this.refusal(ip) !== undefined) return undefined;
+    let consumed: number;
+    try {
+      consumed = (await this.limiter.consume(ip)).consumedPoints;
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) throw err;
+      consumed = err.consumedPoints;
+    }
+    if (consumed < this.options.threshold || this.refusal(ip) !== undefined) return undefined;
+    await this.limiter.delete(ip);
+    const count = (this.repeats.get(ip) ?? 0) + 1;
+    const seconds = Math.min(this.options.banTimeS * 2 ** (count - 1), this.options.banTimeMaxS);
+    // An earlier ban that has run out but was not swept yet ends first (its own record).
+    if (this.bans.has(ip)) this.lifted(ip, 'expired');
+    const ban: BanEntry = { ip, until: Date.now() + Math.round(seconds * 1000), count };
+    this.bans.set(ip, ban);
+    this.unsaved.add(ip);
+    this.repeats.set(ip, count);
+    const why = `${this.options.threshold} failed logins within ${this.options.windowS} s (last: ${reason})`;
+    this.options.log.warn('Address banned', { client: ip, seconds, count, until: new Date(ban.until).toISOString(), reason: why });
+    this.options.audit.record({ session: undefined, user: undefined, client: ip, action: 'ban', result: 'ok', reason: why, durationMs: Math.round(seconds * 1000) });
+    await this.enqueue(() => this.persist());
+    return ban;
+  }
+
+  private enqueue(work: () => Promise<void>): Promise<void> {
+    const next = this.queue.then(work).catch((err: unknown) => {
+      this.options.log.warn('Bans file not updated', { file: this.options.file, err: err instanceof Error ? err.message : String(err) });
+    });
+    this.queue = next;
+    return next;
+  }
+
+  /**
+   * Applies outside edits of the file (a ban missing from it was lifted; one added is
+   * taken) and drops expired bans; writes the file back when this changed it.
+   */
+  private async sync(audit: boolean): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.options.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      text = '';
+    }
+    let dirty = false;
+    if (text !== this.known) {
+      const onFile = new Map(parseBans(text).map((b) => [normaliseAddress(b.ip) ?? b.ip, b]));
+      for (const [ip, ban] of this.bans) {
+        if (onFile.has(ip) || this.unsaved.has(ip)) continue;
+        this.bans.delete(ip);
+        this.repeats.delete(ip);
+        void this.limiter?.delete(ip);
+        if (audit && ban.until > Date.now()) this.lifted(ip, 'lifted (removed from the bans file, e.g. dfos bans lift)');
+      }
+      for (const [ip, ban] of onFile) {
+        if (this.unsaved.has(ip)) continue;
+        const mine = this.bans.get(ip);
+        if (!mine || mine.until !== ban.until || mine.count !== ban.count) {
+          this.bans.set(ip, { ...ban, ip });
+          this.repeats.set(ip, Math.max(this.repeats.get(ip) ?? 0, ban.count));
+        }
+      }
+      this.known = text;
+    }
+    const now = Date.now();
+    for (const [ip, ban] of this.bans) {
+      if (ban.until > now) continue;
+      this.bans.delete(ip);
+      dirty = true;
+      if (audit) this.lifted(ip, 'expired');
+    }
+    if (dirty) await this.write();
+  }
+
+  private lifted(ip: string, reason: string): void {
+    this.options.log.info('Ban lifted', { client: ip, reason });
+    this.options.audit.record({ session: undefined, user: undefined, client: ip, action: 'unban', result: 'ok', reason });
+  }
+
+  /** Takes in outside edits first (so a lift made meanwhile is not undone), then writes. */
+  private async persist(): Promise<void> {
+    await this.sync(true);
+    await this.write();
+  }
+
+  private async write(): Promise<void> {
+    const saving = [...this.unsaved];
+    this.known = await writeBansFile(this.options.file, [...this.bans.values()]);
+    for (const ip of saving) this.unsaved.delete(ip);
+  }
+}
