@@ -283,3 +283,19 @@ export function collector(): { sink: Writable; chunks: Buffer[] } {
   });
   return { sink, chunks };
 }
+
+/**
+ * Opens `count` sessions ten at a time into `into` (an array the caller closes, also
+ * after a failure), bounded by two minutes in all.
+ */
+export async function openInBatches<T>(into: T[], count: number, open: () => Promise<T>, what: string): Promise<void> {
+  await withTimeout(
+    (async () => {
+      for (let i = 0; i < count; i += 10) {
+        into.push(...(await Promise.all(Array.from({ length: Math.min(10, count - i) }, open))));
+      }
+    })(),
+    120_000,
+    what,
+  );
+}

@@ -36,7 +36,7 @@ import type { TLSSocket } from 'node:tls';
 import { Client } from 'basic-ftp';
 import { startVsftpd } from '../test/helpers/peerServers.js';
 import { makeCertificate } from '../test/helpers/tlsFixtures.js';
-import { BENCH_PASSWORD, BENCH_USER, MIB, collector, digest, rssKiB, sha256, startBenchServer, withTimeout, writeRandomFile } from './benchServer.js';
+import { BENCH_PASSWORD, BENCH_USER, MIB, collector, digest, rssKiB, sha256, openInBatches, startBenchServer, withTimeout, writeRandomFile } from './benchServer.js';
 import { phaseTable, singleStreamPhases, pidMeter, pidsWithCmdline, processSetMeter, summaryTable, timed, type Meter, type RunResult } from './phase.js';
 
 const singleMiB = Number(process.argv[2] ?? 256);
@@ -110,15 +110,7 @@ async function measure(target: Target, bigFile: string, bigSha: string, result: 
   const open: Client[] = [];
   try {
     // Logins (TLS handshakes included) are not part of the timed phases.
-    await withTimeout(
-      (async () => {
-        for (let i = 0; i < sessions; i += 10) {
-          open.push(...(await Promise.all(Array.from({ length: Math.min(10, sessions - i) }, () => ftpsClient(target)))));
-        }
-      })(),
-      120_000,
-      `${sessions} FTPS logins`,
-    );
+    await openInBatches(open, sessions, () => ftpsClient(target), `${sessions} FTPS logins`);
     result.phases.push(
       await timed(meter, `${sessions} parallel upload`, sessions * eachMiB, PHASE_MS, async () => {
         await Promise.all(open.map((c, i) => c.uploadFrom(Readable.from([payloads[i]!]), `par-${i}.bin`)));

@@ -30,6 +30,7 @@ import {
   MIB,
   collector,
   digest,
+  openInBatches,
   rawSession,
   retrCollect,
   rssKiB,
@@ -82,15 +83,7 @@ async function measure(backend: string, server: BenchServer, bigFile: string, bi
   const open: RawSession[] = [];
   try {
     // Logins are not part of the timed phases.
-    await withTimeout(
-      (async () => {
-        for (let i = 0; i < sessions; i += 10) {
-          open.push(...(await Promise.all(Array.from({ length: Math.min(10, sessions - i) }, () => rawSession(server.port)))));
-        }
-      })(),
-      120_000,
-      `${sessions} logins`,
-    );
+    await openInBatches(open, sessions, () => rawSession(server.port), `${sessions} logins`);
     result.phases.push(
       await timed(meter, `${sessions} parallel upload`, sessions * eachMiB, PHASE_MS, async () => {
         await Promise.all(open.map((session, i) => storBuffer(session, `par-${i}.bin`, payloads[i]!)));
