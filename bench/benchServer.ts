@@ -299,3 +299,17 @@ export async function openInBatches<T>(into: T[], count: number, open: () => Pro
     what,
   );
 }
+
+/**
+ * The benchmarks' command line: `[singleMiB=256] [sessions=50] [eachMiB=8] [only]`, where
+ * `only` (one of `choices`, the `what` to run) limits the run. Throws on a bad value.
+ */
+export function benchArgs<C extends string>(choices: readonly C[], what: string): { singleMiB: number; sessions: number; eachMiB: number; only: C | undefined } {
+  const [singleMiB, sessions, eachMiB] = [256, 50, 8].map((fallback, i) => Number(process.argv[2 + i] ?? fallback)) as [number, number, number];
+  for (const [name, value] of [['singleMiB', singleMiB], ['sessions', sessions], ['eachMiB', eachMiB]] as const) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer (got ${value})`);
+  }
+  const only = process.argv[5];
+  if (only !== undefined && !(choices as readonly string[]).includes(only)) throw new Error(`${what} must be ${choices.join(' or ')} (got ${only})`);
+  return { singleMiB, sessions, eachMiB, only: only as C | undefined };
+}

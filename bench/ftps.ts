@@ -36,17 +36,10 @@ import type { TLSSocket } from 'node:tls';
 import { Client } from 'basic-ftp';
 import { startVsftpd } from '../test/helpers/peerServers.js';
 import { makeCertificate } from '../test/helpers/tlsFixtures.js';
-import { BENCH_PASSWORD, BENCH_USER, MIB, collector, digest, rssKiB, sha256, openInBatches, startBenchServer, withTimeout, writeRandomFile } from './benchServer.js';
+import { BENCH_PASSWORD, benchArgs, BENCH_USER, MIB, collector, digest, rssKiB, sha256, openInBatches, startBenchServer, withTimeout, writeRandomFile } from './benchServer.js';
 import { phaseTable, singleStreamPhases, pidMeter, pidsWithCmdline, processSetMeter, summaryTable, timed, type Meter, type RunResult } from './phase.js';
 
-const singleMiB = Number(process.argv[2] ?? 256);
-const sessions = Number(process.argv[3] ?? 50);
-const eachMiB = Number(process.argv[4] ?? 8);
-const only = process.argv[5];
-for (const [name, value] of [['singleMiB', singleMiB], ['sessions', sessions], ['eachMiB', eachMiB]] as const) {
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer (got ${value})`);
-}
-if (only !== undefined && only !== 'dfos' && only !== 'vsftpd') throw new Error(`server must be dfos or vsftpd (got ${only})`);
+const { singleMiB, sessions, eachMiB, only } = benchArgs(['dfos', 'vsftpd'] as const, 'server');
 /** Bound on each phase (one direction of one measurement). */
 const PHASE_MS = 10 * 60_000;
 /** The system user vsftpd logs in (not the tests' `dfospeer`, whose password they set). */

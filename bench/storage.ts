@@ -26,6 +26,7 @@ import { Client } from 'basic-ftp';
 import { startCephRgw } from '../test/helpers/ceph.js';
 import {
   BENCH_PASSWORD,
+  benchArgs,
   BENCH_USER,
   MIB,
   collector,
@@ -44,14 +45,7 @@ import {
 } from './benchServer.js';
 import { phaseTable, singleStreamPhases, pidMeter, summaryTable, timed, type RunResult } from './phase.js';
 
-const singleMiB = Number(process.argv[2] ?? 256);
-const sessions = Number(process.argv[3] ?? 50);
-const eachMiB = Number(process.argv[4] ?? 8);
-const only = process.argv[5];
-for (const [name, value] of [['singleMiB', singleMiB], ['sessions', sessions], ['eachMiB', eachMiB]] as const) {
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer (got ${value})`);
-}
-if (only !== undefined && only !== 'local' && only !== 's3') throw new Error(`backend must be local or s3 (got ${only})`);
+const { singleMiB, sessions, eachMiB, only } = benchArgs(['local', 's3'] as const, 'backend');
 /** Bound on each phase (one direction of one measurement). */
 const PHASE_MS = 10 * 60_000;
 const BUCKET = 'dfos-bench';

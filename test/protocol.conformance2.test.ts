@@ -129,34 +129,37 @@ ftp.quit()
   t.regex(noop ?? '', /^200 /, 'no stray reply from the urgent LF');
 });
 
-test('a client that half-closes (FIN) after pipelining its commands gets every reply, then the server closes', async (t) => {
-  const srv = await serverWithBigFile(t);
-  const socket = connect({ host: '127.0.0.1', port: srv.port });
-  t.teardown(() => socket.destroy());
+/**
+ * Sends `commands` on a new control connection and half-closes it (FIN); collects what the
+ * server answers until it has closed (or ended) its side, bounded by REPLY_MS. Returns the
+ * whole text and the codes of the final reply lines.
+ */
+async function halfClosedSession(port: number, commands: string[]): Promise<{ text: string; codes: string[] }> {
+  const socket = connect({ host: '127.0.0.1', port });
   let text = '';
   socket.setEncoding('latin1');
   socket.on('data', (d: string) => (text += d));
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const finished = new Promise<void>((resolve) => {
+    socket.once('end', () => resolve());
+    socket.once('close', () => resolve());
+  });
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-  socket.end('USER alice\r\nPASS alice-pw\r\nSITE VIEW small.txt\r\nSIZE small.txt\r\nQUIT\r\n');
-  await Promise.race([closed, new Promise((r) => setTimeout(r, REPLY_MS))]);
-  const codes = text.split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3));
+  socket.end(commands.map((c) => `${c}\r\n`).join(''));
+  await Promise.race([finished, new Promise((r) => setTimeout(r, REPLY_MS))]);
+  socket.destroy();
+  return { text, codes: text.split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3)) };
+}
+
+test('a client that half-closes (FIN) after pipelining its commands gets every reply, then the server closes', async (t) => {
+  const srv = await serverWithBigFile(t);
+  const { text, codes } = await halfClosedSession(srv.port, ['USER alice', 'PASS alice-pw', 'SITE VIEW small.txt', 'SIZE small.txt', 'QUIT']);
   t.deepEqual(codes, ['220', '331', '230', '200', '213', '221'], text);
   t.regex(text, /200-VIEW text bytes=15/);
 });
 
 test('a half-close without QUIT: the commands are answered, then the server closes its side', async (t) => {
   const srv = await serverWithBigFile(t);
-  const socket = connect({ host: '127.0.0.1', port: srv.port });
-  t.teardown(() => socket.destroy());
-  let text = '';
-  socket.setEncoding('latin1');
-  socket.on('data', (d: string) => (text += d));
-  const ended = new Promise<void>((resolve) => socket.once('end', () => resolve()));
-  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-  socket.end('USER alice\r\nPASS alice-pw\r\nNOOP\r\nPWD\r\n');
-  await Promise.race([ended, new Promise((r) => setTimeout(r, REPLY_MS))]);
-  const codes = text.split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3));
+  const { text, codes } = await halfClosedSession(srv.port, ['USER alice', 'PASS alice-pw', 'NOOP', 'PWD']);
   t.deepEqual(codes, ['220', '331', '230', '200', '257'], text);
 });
 

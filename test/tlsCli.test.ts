@@ -1,27 +1,12 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { runCli, type CliRun } from './helpers/clientFixtures.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
 /** Runs `node dist/cli.js serve ...args` with only the given DFOS_* variables set. */
-function serve(args: string[], envExtra: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('DFOS_')) env[k] = v;
-  Object.assign(env, envExtra);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function serve(args: string[], envExtra: Record<string, string> = {}): Promise<CliRun> {
+  return runCli(CLI, ['serve', ...args], { env: envExtra });
 }
 
 test('TLS flag validation: exit 2 and one line naming the flag (or DFOS_ variable) and the accepted form', async (t) => {
@@ -67,6 +52,6 @@ test('serve --help lists the TLS flags with their defaults and DFOS_ variables',
     /--state-dir <dir>.*\(default:\s+\.\/state\)/s,
     /DFOS_TLS_MIN_VERSION|DFOS_<FLAG>/,
   ]) {
-    t.regex(r.stdout, re);
+    t.regex(r.stdout.toString(), re);
   }
 });

@@ -82,7 +82,7 @@ export class FileSession {
   async list(input?: string | null): Promise<{ path: string; entry: StorageEntry; entries: StorageEntry[] }> {
     return this.query(input ?? '.', async (path) => {
       const entry = await this.options.storage.stat(path);
-      const entries = entry.type === 'directory' ? await this.options.storage.list(path) : [{ ...entry, name: entry.name }];
+      const entries = entry.type === 'directory' ? await this.options.storage.list(path) : [entry];
       return { path, entry, entries };
     });
   }
