@@ -85,7 +85,7 @@ test('users add / list / passwd / remove', async (t) => {
   ]);
   r = await dfos(['users', 'list', '--users', file]);
   t.is(r.code, 0);
-  t.regex(r.stdout, /^NAME +ACCESS +LOGIN FROM\nalice +read-write +anywhere\nbob +read-only +local only\n$/);
+  t.regex(r.stdout, /^NAME +ACCESS +LOGIN FROM +LIMITS\nalice +read-write +anywhere +-\nbob +read-only +local only +-\n$/);
   t.false(r.stdout.includes('$scrypt$'));
 
   let store = await UserStore.load(file);
@@ -205,9 +205,54 @@ test('users add --require-tls: written to the file, shown by list and list --jso
     { name: 'sec', readOnly: false, localOnly: true, requireTls: true },
   ]);
   r = await dfos(['users', 'list', '--users', file]);
-  t.regex(r.stdout, /^NAME +ACCESS +LOGIN FROM\nopen +read-write +anywhere\nsec +read-write +local only, over TLS only\n$/);
+  t.regex(r.stdout, /^NAME +ACCESS +LOGIN FROM +LIMITS\nopen +read-write +anywhere +-\nsec +read-write +local only, over TLS only +-\n$/);
   r = await dfos(['users', 'add', '--help']);
   t.regex(r.stdout, /--require-tls/);
+});
+
+test('users add|set: quota, file count, file size and rates in human units; set changes access and limits, "none" removes one, and keeps the password', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'users.json');
+  let r = await dfos(['users', 'add', 'carol', '--password-stdin', '--users', file, '--quota', '10GiB', '--max-files', '500', '--max-file-size', '100MiB', '--rate-up', '1.5MiB/s', '--rate-down', '2MB'], { input: 'pw\n' });
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /added user "carol" \(read-write, from anywhere, quota 10 GiB, 500 files, files up to 100 MiB, upload 1.5 MiB\/s, download 1.91 MiB\/s\)/);
+  const read = async () => (JSON.parse(await readFile(file, 'utf8')) as { users: Record<string, Record<string, unknown>> }).users.carol!;
+  const before = await read();
+  t.like(before, { quotaBytes: 10 * 1024 ** 3, quotaFiles: 500, maxFileSize: 100 * 1024 ** 2, rateUp: 1.5 * 1024 ** 2, rateDown: 2_000_000 });
+
+  r = await dfos(['users', 'set', 'carol', '--users', file, '--quota', 'none', '--rate-down', '512KiB', '--read-only', '--max-sessions', '3']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /changed "carol" in .*: read-only, from anywhere, 3 sessions, 500 files, files up to 100 MiB, upload 1.5 MiB\/s, download 512 KiB\/s/);
+  const after = await read();
+  t.false('quotaBytes' in after);
+  t.is(after.password, before.password);
+  t.like(after, { readOnly: true, rateDown: 512 * 1024, maxSessions: 3, quotaFiles: 500 });
+  const store = await UserStore.load(file);
+  t.like(store.get('carol'), { readOnly: true, rateDown: 512 * 1024, maxSessions: 3, quotaFiles: 500, maxFileSize: 100 * 1024 ** 2 });
+  t.true((await store.authenticate('carol', 'pw', '10.0.0.5')).ok);
+  r = await dfos(['users', 'list', '--users', file]);
+  t.regex(r.stdout, /carol +read-only +anywhere +3 sessions, 500 files/);
+
+  for (const [args, message] of [
+    [['--quota', '10XB'], /^dfos: --quota must be a size such as 1048576, 500KiB, 100MiB or 10GiB \(at least 1 byte\), or none \(got "10XB"\)\n$/],
+    [['--max-files', '-1'], /^dfos: --max-files must be a whole number of 1 or more, or none/],
+    [['--rate-up', '0'], /^dfos: --rate-up must be a rate in bytes per second/],
+    [['--read-only', '--read-write'], /^dfos: --read-only and --read-write contradict each other/],
+    [[], /^dfos: nothing to change; give at least one flag/],
+  ] as const) {
+    r = await dfos(['users', 'set', 'carol', '--users', file, ...args]);
+    t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, message);
+  }
+  r = await dfos(['users', 'set', 'nobody', '--users', file, '--quota', '1GiB']);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /there is no user "nobody"/);
+  t.deepEqual(await read(), after);
+
+  await writeFile(file, JSON.stringify({ users: { bad: { password: before.password, quotaBytes: -5 } } }));
+  r = await dfos(['users', 'list', '--users', file]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /user "bad" has a quotaBytes that is not a whole number of 1 or more \(bytes\)/);
 });
 
 test('atomic rewrite keeps other entries, their unknown fields, and invalid entries', async (t) => {
@@ -268,7 +313,7 @@ test('bad flags and arguments: exit 2, one line naming the flag', async (t) => {
     [['users', 'add', '.hidden', '--users', file], /^dfos: NAME must be .* \(got "\.hidden"\)$/],
     [['frobnicate'], /^dfos: unknown command 'frobnicate'/],
     [[], /^dfos: missing command .*commands: serve, users/],
-    [['users'], /^dfos: missing command .*commands: add, passwd, remove, list/],
+    [['users'], /^dfos: missing command .*commands: add, set, passwd, remove, list/],
     [['serve', 'extra'], /^dfos: too many arguments/],
   ];
   const runs = await Promise.all(cases.map(([args]) => dfos(args)));

@@ -5,7 +5,7 @@ import { isLoopbackAddress } from '../util/address.js';
 import { DEFAULT_SCRYPT_COST, verifyPassword } from './passwordHash.js';
 import { UsersFileError } from './usersFileError.js';
 import { missingUsersFile, readUsersFile, readUsersText } from './usersFileReader.js';
-import { parseUsersText, type UserEntry } from './usersFormat.js';
+import { limitsOf, parseUsersText, type UserEntry } from './usersFormat.js';
 
 /** A user as the server sees it (never the password hash). */
 export interface UserRecord {
@@ -18,6 +18,16 @@ export interface UserRecord {
   readonly requireTls: boolean;
   /** Sessions at once (undefined: no per-user limit). */
   readonly maxSessions?: number;
+  /** Bytes of stored files in total (undefined: no quota). */
+  readonly quotaBytes?: number;
+  /** Stored files (undefined: no limit). */
+  readonly quotaFiles?: number;
+  /** Largest file an upload may produce, bytes (undefined: no limit). */
+  readonly maxFileSize?: number;
+  /** Upload bytes/s over all this user's sessions (undefined: no limit). */
+  readonly rateUp?: number;
+  /** Download bytes/s (transfers, listings, previews) over all this user's sessions. */
+  readonly rateDown?: number;
 }
 
 /**
@@ -53,7 +63,7 @@ function toRecord(name: string, entry: UserEntry): UserRecord {
     readOnly: entry.readOnly,
     localOnly: entry.localOnly,
     requireTls: entry.requireTls,
-    ...(entry.maxSessions !== undefined ? { maxSessions: entry.maxSessions } : {}),
+    ...limitsOf(entry),
   });
 }
 

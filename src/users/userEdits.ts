@@ -6,9 +6,21 @@ import {
   isPlainObject,
   parseRawUsersDocument,
   serializeUsersDocument,
+  USER_LIMIT_KEYS,
   userNameProblem,
   type RawUsersDocument,
+  type UserLimitKey,
 } from './usersFormat.js';
+
+/** A user's on/off settings as `dfos users add|set` change them. */
+export interface UserFlags {
+  readOnly?: boolean;
+  localOnly?: boolean;
+  requireTls?: boolean;
+}
+
+/** Limits to set: a number sets the key, null removes it (no limit). */
+export type UserLimitChanges = Partial<Record<UserLimitKey, number | null>>;
 
 /**
  * The edits behind `dfos users`: add a user, change a password, remove a user, and the
@@ -101,7 +113,7 @@ export async function addUser(
   file: string,
   name: string,
   passwordHash: string,
-  flags: { readOnly?: boolean; localOnly?: boolean; requireTls?: boolean; maxSessions?: number } = {},
+  flags: UserFlags & Partial<Record<UserLimitKey, number>> = {},
 ): Promise<void> {
   checkName(name, file);
   if (!isPasswordHash(passwordHash)) throw new TypeError('addUser needs a hashed password');
@@ -123,8 +135,11 @@ export async function addUser(
         readOnly: flags.readOnly ?? false,
         localOnly: flags.localOnly ?? false,
         ...(flags.requireTls ? { requireTls: true } : {}),
-        ...(flags.maxSessions !== undefined ? { maxSessions: flags.maxSessions } : {}),
       };
+      for (const key of USER_LIMIT_KEYS) {
+        const value = flags[key];
+        if (value !== undefined) (doc.users[name] as Record<string, unknown>)[key] = value;
+      }
     },
     { create: true },
   );
@@ -139,6 +154,29 @@ export async function setUserPassword(file: string, name: string, passwordHash: 
     const entry = doc.users[name];
     if (isPlainObject(entry)) entry.password = passwordHash;
     else doc.users[name] = { password: passwordHash };
+  });
+}
+
+/**
+ * Changes an existing user's settings and limits, keeping every other key of the entry
+ * (password included). Fails if the user is missing or the entry is not an object.
+ */
+export async function setUserSettings(file: string, name: string, flags: UserFlags, limits: UserLimitChanges): Promise<void> {
+  checkName(name, file);
+  await updateUsersFile(file, (doc) => {
+    if (!Object.hasOwn(doc.users, name)) throw noSuchUser(name, file);
+    const entry = doc.users[name];
+    if (!isPlainObject(entry)) {
+      throw new UsersFileError(`${file}: user "${name}" is not an object; set a password first with: dfos users passwd ${name} --users ${shellQuote(file)}`, 'invalid', file);
+    }
+    for (const [key, value] of Object.entries(flags)) {
+      if (value !== undefined) entry[key] = value;
+    }
+    for (const key of USER_LIMIT_KEYS) {
+      const value = limits[key];
+      if (value === null) delete entry[key];
+      else if (value !== undefined) entry[key] = value;
+    }
   });
 }
 

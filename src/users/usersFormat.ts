@@ -28,7 +28,21 @@ export interface UserEntry {
   requireTls: boolean;
   /** Sessions this user may have open at once (undefined: no per-user limit). */
   maxSessions?: number;
+  /** Bytes this user's files may take in total (undefined: no quota). */
+  quotaBytes?: number;
+  /** Files this user may keep (undefined: no limit). */
+  quotaFiles?: number;
+  /** Largest single file this user may upload, in bytes (undefined: no limit). */
+  maxFileSize?: number;
+  /** Upload rate of all this user's sessions together, bytes/s (undefined: no limit). */
+  rateUp?: number;
+  /** Download rate (transfers, listings, previews) of all this user's sessions together, bytes/s. */
+  rateDown?: number;
 }
+
+/** The optional numeric limits of a user (each a whole number of 1 or more when present). */
+export const USER_LIMIT_KEYS = ['maxSessions', 'quotaBytes', 'quotaFiles', 'maxFileSize', 'rateUp', 'rateDown'] as const;
+export type UserLimitKey = (typeof USER_LIMIT_KEYS)[number];
 
 /** The parsed, unvalidated document that `dfos users` edits (see userEdits.ts). */
 export interface RawUsersDocument {
@@ -60,6 +74,12 @@ const flag = (key: string) =>
     .boolean({ error: (iss) => `has "${key}": ${JSON.stringify(iss.input)}, which must be true or false` })
     .optional();
 
+/** An optional limit: a whole number of 1 or more (absent: no limit). */
+const limit = (key: UserLimitKey, unit?: string) => {
+  const message = `has a ${key} that is not a whole number of 1 or more${unit ? ` (${unit})` : ''}`;
+  return z.number({ error: message }).int(message).min(1, message).max(Number.MAX_SAFE_INTEGER, message).optional();
+};
+
 /** Schema of one user entry. Messages are fragments that follow `user "NAME" `. */
 const userEntrySchema = z.looseObject(
   {
@@ -71,11 +91,12 @@ const userEntrySchema = z.looseObject(
     readOnly: flag('readOnly'),
     localOnly: flag('localOnly'),
     requireTls: flag('requireTls'),
-    maxSessions: z
-      .number({ error: 'has a maxSessions that is not a whole number of 1 or more' })
-      .int('has a maxSessions that is not a whole number of 1 or more')
-      .min(1, 'has a maxSessions that is not a whole number of 1 or more')
-      .optional(),
+    maxSessions: limit('maxSessions'),
+    quotaBytes: limit('quotaBytes', 'bytes'),
+    quotaFiles: limit('quotaFiles'),
+    maxFileSize: limit('maxFileSize', 'bytes'),
+    rateUp: limit('rateUp', 'bytes per second'),
+    rateDown: limit('rateDown', 'bytes per second'),
   },
   { error: 'must be an object like {"password": "$scrypt$...", "readOnly": false, "localOnly": false}' },
 );
@@ -170,7 +191,7 @@ export function parseUsersText(text: string, file: string): Map<string, UserEntr
       readOnly: r.data.readOnly ?? false,
       localOnly: r.data.localOnly ?? false,
       requireTls: r.data.requireTls ?? false,
-      ...(r.data.maxSessions !== undefined ? { maxSessions: r.data.maxSessions } : {}),
+      ...limitsOf(r.data),
     });
   }
   if (problems.length > 0) {
@@ -179,6 +200,16 @@ export function parseUsersText(text: string, file: string): Map<string, UserEntr
     throw new UsersFileError(problems[0]! + suffix, 'invalid', file);
   }
   return result;
+}
+
+/** The limits an entry sets (absent keys stay absent, so records compare exactly). */
+export function limitsOf(entry: Partial<Record<UserLimitKey, number | undefined>>): Partial<Record<UserLimitKey, number>> {
+  const limits: Partial<Record<UserLimitKey, number>> = {};
+  for (const key of USER_LIMIT_KEYS) {
+    const value = entry[key];
+    if (value !== undefined) limits[key] = value;
+  }
+  return limits;
 }
 
 /**
