@@ -3,6 +3,7 @@ import type winston from 'winston';
 import type { AuditAction } from '../logging/AuditLog.js';
 import { StorageError, type ReadHandle, type StorageCapabilities, type StorageEntry, type UserStorage, type WriteSink } from '../storage/StorageBackend.js';
 import { resolveClientPath } from './clientPath.js';
+import { limitedSink, QuotaPolicy, type QuotaStatus, type UploadTarget } from './QuotaPolicy.js';
 import type { SessionAudit } from './SessionAudit.js';
 
 /**
@@ -21,6 +22,8 @@ export interface FileSessionOptions {
   audit: SessionAudit;
   log: winston.Logger;
   describe: DescribeOutcome;
+  /** The user's quota and file-size limits (default: none). */
+  quota?: QuotaPolicy;
 }
 
 /** A download in progress: send `handle`'s bytes, then call finish() exactly once. */
@@ -56,11 +59,22 @@ export class FileSession {
   readonly user: string;
   readonly readOnly: boolean;
   readonly capabilities: StorageCapabilities;
+  private readonly quota: QuotaPolicy;
 
   constructor(private readonly options: FileSessionOptions) {
     this.user = options.user;
     this.readOnly = options.readOnly;
     this.capabilities = options.capabilities;
+    this.quota = options.quota ?? new QuotaPolicy({});
+  }
+
+  /** The user's limits and, when they have a quota, what they use (SITE QUOTA, STAT). */
+  async quotaStatus(): Promise<QuotaStatus> {
+    try {
+      return await this.quota.status();
+    } catch (err) {
+      throw this.unexpected(err, '/');
+    }
   }
 
   /** Current directory as the client sees it. */
@@ -124,9 +138,13 @@ export class FileSession {
     return this.change('rmdir', input, (path) => this.options.storage.rmdir(path));
   }
 
-  /** Deletes a file; returns its path. */
+  /** Deletes a file; returns its path. Its bytes are given back to the quota. */
   delete(input: string | null | undefined): Promise<string> {
-    return this.change('delete', input, (path) => this.options.storage.delete(path));
+    return this.change('delete', input, async (path) => {
+      const size = await this.trackedFileSize(path);
+      await this.options.storage.delete(path);
+      if (size !== undefined) await this.quota.removed(size);
+    });
   }
 
   /** Sets permission bits; returns the path. */
@@ -152,7 +170,9 @@ export class FileSession {
     try {
       to = this.resolve(toInput);
       this.assertWritable(fromPath);
+      const replaced = to === fromPath ? undefined : await this.trackedFileSize(to);
       await this.options.storage.rename(fromPath, to);
+      if (replaced !== undefined) await this.quota.removed(replaced);
       this.record('rename', { path: fromPath, to, durationMs: Date.now() - started });
       return to;
     } catch (err) {
@@ -219,7 +239,20 @@ export class FileSession {
       this.assertWritable(path);
       if (mode.append && !this.capabilities.append) throw new StorageError('unsupported', 'Appending to files is not supported by this storage');
       if (mode.resumeAt && !this.capabilities.resume) throw new StorageError('unsupported', 'Resuming uploads at an offset is not supported by this storage');
-      sink = await this.options.storage.openWrite(path, mode);
+      if (this.quota.limitsUploads) {
+        await this.quota.ready();
+        const target = await this.uploadTarget(path);
+        sink = await this.options.storage.openWrite(path, mode);
+        try {
+          const kept = mode.append ? target.size : (mode.resumeAt ?? 0);
+          sink = limitedSink(sink, await this.quota.beginUpload(path, target, kept));
+        } catch (err) {
+          await sink.abort().catch(() => undefined);
+          throw err;
+        }
+      } else {
+        sink = await this.options.storage.openWrite(path, mode);
+      }
     } catch (err) {
       const failure = this.unexpected(err, path);
       this.record('upload', { path, durationMs: Date.now() - started }, failure);
@@ -255,6 +288,25 @@ export class FileSession {
   /** A fresh unique file name (STOU), optionally after `prefix`. */
   uniqueName(prefix?: string | null): string {
     return `${prefix ? `${prefix}.` : ''}stou-${randomUUID()}`;
+  }
+
+  /** What an upload would replace: the existing file's size, or nothing. */
+  private async uploadTarget(path: string): Promise<UploadTarget> {
+    try {
+      const entry = await this.options.storage.stat(path);
+      return entry.type === 'file' ? { existed: true, size: entry.size } : { existed: false, size: 0 };
+    } catch (err) {
+      if (err instanceof StorageError && err.kind === 'not-found') return { existed: false, size: 0 };
+      throw err;
+    }
+  }
+
+  /** The size of the file at `path` when usage is tracked and it is a file (otherwise undefined). */
+  private async trackedFileSize(path: string): Promise<number | undefined> {
+    if (!this.quota.tracksUsage) return undefined;
+    await this.quota.ready();
+    const target = await this.uploadTarget(path);
+    return target.existed ? target.size : undefined;
   }
 
   /** A read-only operation: no audit record, errors normalised. */
