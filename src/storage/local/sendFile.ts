@@ -82,9 +82,13 @@ function roundUp(n: number, step: number): number {
   return Math.ceil(n / step) * step;
 }
 
-/** Writes one buffer; resolves when the socket has handed it to the kernel (so it may be reused). */
+/**
+ * Writes one buffer; resolves when the socket has handed it to the kernel (so it may be
+ * reused). A socket destroyed with an error fails with that error (Node 24 completes the
+ * pending write with a bare ECANCELED first; the reason is what the caller reports).
+ */
 function writeChunk(socket: Socket, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    socket.write(chunk, (err) => (err ? reject(err) : resolve()));
+    socket.write(chunk, (err) => (err ? reject(socket.errored ?? err) : resolve()));
   });
 }
