@@ -31,12 +31,35 @@ export interface EngineSession extends SessionIdentity {
   readonly busy: boolean;
   /** How the session ended, for the logout record (set once it has). */
   readonly ending: { code?: number; reason: string } | undefined;
+  /** What the session is doing right now (the status page). */
+  activity(): SessionActivity;
   /** The server is shutting down: close at once if idle, else after the running transfer. */
   drain(message: string): Promise<void>;
   /** Cuts the running transfer (the client is told why). */
   abortTransfer(reason: string): void;
   /** Closes the connection, telling the client why. */
   close(message: string): Promise<void>;
+}
+
+/** What a session is doing, as an operator sees it. */
+export interface SessionActivity {
+  /** The verb of the command being run (never its arguments: they may carry secrets). */
+  command: string | undefined;
+  /** The running data transfer, if any. */
+  transfer:
+    | {
+        /** upload, download, or listing (a directory listing over the data connection). */
+        direction: 'upload' | 'download' | 'listing';
+        verb: string;
+        /** The client path, once the storage has opened it. */
+        path: string | undefined;
+        /** The bytes a download will send (unknown for uploads and listings). */
+        size: number | undefined;
+        /** Bytes moved on the data connection so far. */
+        bytes: number;
+        startedAt: number;
+      }
+    | undefined;
 }
 
 /** What an engine asks of the server. */

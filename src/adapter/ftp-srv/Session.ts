@@ -2,7 +2,7 @@ import type { SecureContext } from 'node:tls';
 import type { Socket } from 'node:net';
 import type winston from 'winston';
 import type { TlsSettings } from '../../tls/TlsSettings.js';
-import type { EngineSession } from '../../core/ProtocolEngine.js';
+import type { EngineSession, SessionActivity } from '../../core/ProtocolEngine.js';
 import { normaliseAddress } from '../../util/address.js';
 import { coalescedReply } from './coalescedReply.js';
 import { CommandFeed } from './commandFeed.js';
@@ -133,10 +133,37 @@ export class Session implements EngineSession {
     this.idleTimer = undefined;
   }
 
+  /** The command being run: its verb (never its arguments) and since when. */
+  current: { verb: string; since: number } | undefined;
+  /** The running transfer's client path and size, once the core has opened it. */
+  transferTarget: { path: string; size?: number } | undefined;
+  private transferStartedAt = 0;
+
+  activity(): SessionActivity {
+    const verb = this.busy ? this.transferDirective : undefined;
+    const data = this.connection.connector?.dataSocket;
+    return {
+      command: this.current?.verb,
+      transfer:
+        verb === undefined
+          ? undefined
+          : {
+              direction: verb === 'RETR' ? 'download' : verb === 'LIST' || verb === 'NLST' || verb === 'MLSD' ? 'listing' : 'upload',
+              verb,
+              path: this.transferTarget?.path,
+              size: this.transferTarget?.size,
+              bytes: data ? data.bytesRead + data.bytesWritten : 0,
+              startedAt: this.transferStartedAt,
+            },
+    };
+  }
+
   /** Marks a data transfer (`directive`) as started: the idle timeout is suspended. */
   beginTransfer(directive: string): void {
     this.busy = true;
     this.transferDirective = directive;
+    this.transferStartedAt = Date.now();
+    this.transferTarget = undefined;
     this.abortReason = undefined;
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
@@ -146,6 +173,7 @@ export class Session implements EngineSession {
   endTransfer(): void {
     this.busy = false;
     this.transferDirective = undefined;
+    this.transferTarget = undefined;
     this.touch();
   }
 

@@ -70,6 +70,7 @@ export function installCommandDispatch(): void {
     session.suspendIdle();
     const isData = DATA_COMMANDS.has(command.directive) && connection.authenticated === true;
     if (isData) session.beginTransfer(command.directive);
+    session.current = { verb: command.directive, since: Date.now() };
     const repliesBefore = session.replyCount;
     try {
       await originalHandle.call(this, command);
@@ -82,6 +83,7 @@ export function installCommandDispatch(): void {
         err: err instanceof Error ? err.stack ?? err.message : String(err),
       });
     } finally {
+      session.current = undefined;
       if (isData) session.endTransfer();
     }
     if (session.replyCount === repliesBefore && !session.closed && !connection.commandSocket.destroyed) {

@@ -67,6 +67,8 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
     this.connector.end();
     return;
   }
+  const session = sessionOf(this);
+  if (session) session.transferTarget = { path: upload.path };
   try {
     const name = upload.path.split('/').pop()!;
     const socket = await openDataConnection(this, unique ? `FILE: ${name}` : `Opening data connection for ${upload.path}`);
@@ -105,6 +107,8 @@ async function retrieve(this: FtpConnection, command: FtpCommand): Promise<void>
     return;
   }
   const { handle, path } = download;
+  const session = sessionOf(this);
+  if (session) session.transferTarget = { path, size: handle.size };
   let socket: Socket | undefined;
   try {
     socket = await openDataConnection(this, `Opening data connection for ${path} (${handle.size} bytes)`);
