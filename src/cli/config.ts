@@ -33,7 +33,7 @@ export function registerConfig(program: Command): void {
     .argument('[file]', 'the YAML config file', DEFAULT_CONFIG_FILE);
   addServeOptions(check);
   check.action(async (file: string, _opts: unknown, self: Command) => {
-    const resolved = await resolveServeConfig(self, SERVE_FLAGS, { path: file, required: true, named: 'the file to check (dfos config check FILE)' });
+    const resolved = await resolveServeConfig(self, SERVE_FLAGS, { path: file, required: true, fix: 'name an existing file: dfos config check FILE' });
     const settings = SERVE_FLAGS.map((f) => ({ key: f.flag, value: resolved.config[f.key], from: origin(resolved, f) }));
     process.stdout.write(formatEffectiveConfig(settings, `${file}: valid. Effective configuration (flags > DFOS_* environment > file > defaults):`));
   });

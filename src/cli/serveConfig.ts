@@ -28,8 +28,8 @@ export interface ResolvedServeConfig {
 export interface ConfigFileChoice {
   path: string;
   required: boolean;
-  /** For "not found" messages: `--config`, `DFOS_CONFIG`, … */
-  named: string;
+  /** What a "not found" message tells the operator to do (`check --config`, …). */
+  fix: string;
 }
 
 /** The file read when neither --config nor DFOS_CONFIG is given (only if it exists). */
@@ -43,8 +43,8 @@ export function configFileOption(): Option {
 /** The config file `dfos serve` reads: --config / DFOS_CONFIG (must exist), else ./dfos.yaml if present. */
 export function serveConfigFile(cmd: Command): ConfigFileChoice {
   const given = cmd.opts<{ config?: string }>().config;
-  if (given !== undefined) return { path: given, required: true, named: cmd.getOptionValueSource('config') === 'env' ? 'DFOS_CONFIG' : '--config' };
-  return { path: DEFAULT_CONFIG_FILE, required: false, named: 'the working directory' };
+  if (given !== undefined) return { path: given, required: true, fix: `check ${cmd.getOptionValueSource('config') === 'env' ? 'DFOS_CONFIG' : '--config'}` };
+  return { path: DEFAULT_CONFIG_FILE, required: false, fix: '' };
 }
 
 /** The schema's defaults (what a setting is when nothing sets it). */
@@ -74,7 +74,7 @@ async function loadFile(choice: ConfigFileChoice, keys: readonly string[]): Prom
   } catch (err) {
     if (!(err instanceof ConfigFileError)) throw err;
     if (err.missing && !choice.required) return undefined;
-    throw usageError(err.missing ? `${err.message}; check ${choice.named}` : err.message);
+    throw usageError(err.missing ? `${err.message}; ${choice.fix}` : err.message);
   }
 }
 
