@@ -1,4 +1,4 @@
-import { createWriteStream, mkdirSync, readdirSync, renameSync, statSync, unlinkSync, existsSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, type WriteStream } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import type { LogRotationMode } from '../config/serverConfig.js';
 
@@ -93,7 +93,8 @@ export class RotatingFile {
     }
     this.size = existing?.size ?? 0;
     this.day = localDay(existing && existing.size > 0 ? existing.mtime : this.now());
-    this.stream = createWriteStream(this.path, { flags: 'a', mode: 0o640 });
+    // Opened at once (not when the stream gets round to it), so the file exists for a rotation right after.
+    this.stream = createWriteStream(this.path, { fd: openSync(this.path, 'a', 0o640) });
     // A full disk or a removed directory must not take the server down; the write is lost.
     this.stream.on('error', (err) => process.stderr.write(`dfos: cannot write ${this.path}: ${err.message}\n`));
   }
