@@ -20,8 +20,8 @@ import { packageVersion } from './version.js';
  */
 export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerServe,
-  registerConfig,
   registerUsers,
+  registerConfig,
   registerBans,
   registerQuota,
   registerPut,
