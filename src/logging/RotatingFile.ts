@@ -36,6 +36,8 @@ export class RotatingFile {
   /** The local day of the lines in the live file (daily rotation). */
   private day = '';
   private closing: Promise<void> | undefined;
+  /** Streams of files moved aside that are still writing their last lines (close() waits for them). */
+  private readonly retiring = new Set<Promise<void>>();
   private readonly ext: string;
   private readonly stem: string;
 
@@ -69,19 +71,27 @@ export class RotatingFile {
     this.rotation = rotation;
     const old = this.stream;
     this.open();
-    old.end();
+    this.retire(old);
   }
 
-  /** Flushes and closes the file; resolves when every line is written (bounded: 3 s). */
+  /** Flushes and closes the file (and files just rotated); resolves when every line is written (bounded: 3 s). */
   close(): Promise<void> {
     return (this.closing ??= new Promise((resolve) => {
       const timer = setTimeout(resolve, 3000);
       timer.unref();
-      this.stream.end(() => {
+      this.retire(this.stream);
+      void Promise.all([...this.retiring]).then(() => {
         clearTimeout(timer);
         resolve();
       });
     }));
+  }
+
+  /** Ends a stream once its pending lines are written; close() waits for it. */
+  private retire(stream: WriteStream): void {
+    const done = new Promise<void>((resolve) => stream.end(() => resolve()));
+    this.retiring.add(done);
+    void done.then(() => this.retiring.delete(done));
   }
 
   private open(): void {
@@ -111,7 +121,7 @@ export class RotatingFile {
     }
     const old = this.stream;
     this.open();
-    old.end();
+    this.retire(old);
   }
 
   private sibling(name: string): string {
