@@ -8,7 +8,9 @@
 //
 // Configure the server with DFOS_* environment variables in the shell that runs
 // `pm2 start` (pm2 passes them on): DFOS_PORT, DFOS_HOST, DFOS_STORAGE, DFOS_USERS,
-// DFOS_LOG_DIR, DFOS_SHUTDOWN_GRACE, ... (see `node dist/dfos.cjs serve --help`).
+// DFOS_LOG_DIR, DFOS_SHUTDOWN_GRACE, ... (see `node dist/dfos.cjs serve --help`), or in a
+// dfos.yaml in this folder (see dfos.example.yaml). `npx pm2 sendSignal SIGHUP dfos`
+// re-reads it. The kill_timeout below follows DFOS_SHUTDOWN_GRACE only.
 
 /** The server's shutdown grace in seconds (DFOS_SHUTDOWN_GRACE, default 30). */
 const grace = Number(process.env.DFOS_SHUTDOWN_GRACE ?? 30);

@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import { Option } from 'commander';
 
 /** The environment variable for a flag: `pasv-min` → `DFOS_PASV_MIN`. */
 export function envVarFor(flag: string): string {
@@ -13,15 +13,4 @@ export function usersFileOption(): Option {
 /** `--state-dir DIR` (env DFOS_STATE_DIR, default ./state): where the server keeps `what`. */
 export function stateDirOption(what: string): Option {
   return new Option('--state-dir <dir>', `the server's state directory (${what})`).env('DFOS_STATE_DIR').default('./state');
-}
-
-/**
- * How to name an option in a message: the flag if it came from the command line, the
- * environment variable if it came from there, otherwise the flag with its default.
- */
-export function describeOptionSource(cmd: Command, key: string, flag: string, defaultValue?: unknown): string {
-  const source = cmd.getOptionValueSource(key);
-  if (source === 'env') return envVarFor(flag);
-  if (source === 'cli' || defaultValue === undefined) return `--${flag}`;
-  return `--${flag} (default ${String(defaultValue)})`;
 }

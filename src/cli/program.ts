@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerBans } from './bans.js';
+import { registerConfig } from './config.js';
 import { registerQuota } from './quota.js';
 import { registerGet } from './get.js';
 import { registerLs } from './ls.js';
@@ -20,6 +21,7 @@ import { packageVersion } from './version.js';
 export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerServe,
   registerUsers,
+  registerConfig,
   registerBans,
   registerQuota,
   registerPut,

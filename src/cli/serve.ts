@@ -1,18 +1,14 @@
 import { Option, type Command } from 'commander';
-import { ZodError } from 'zod';
-import {
-  LOG_LEVELS,
-  parseServerConfig,
-  serverConfigSchema,
-  type ServerConfig,
-  type ServerConfigInput,
-} from '../config/serverConfig.js';
-import { operationError, usageError } from './errors.js';
-import { describeOptionSource, envVarFor } from './options.js';
+import { LOG_LEVELS, LOG_ROTATIONS, type ServerConfig } from '../config/serverConfig.js';
+import { operationError } from './errors.js';
+import { envVarFor } from './options.js';
+import { configFileOption, schemaDefaults, serveConfigFile, resolveServeConfig } from './serveConfig.js';
 
-type ServeKey = Exclude<keyof ServerConfig, 'console'>;
+/** A server setting that has a flag (every key of ServerConfig but `console`). */
+export type ServeKey = Exclude<keyof ServerConfig, 'console'>;
 
-interface ServeFlag {
+/** One `dfos serve` flag: also DFOS_<FLAG> in the environment and `<flag>:` in dfos.yaml. */
+export interface ServeFlag {
   key: ServeKey;
   flag: string;
   arg: string;
@@ -21,8 +17,11 @@ interface ServeFlag {
   kind: 'string' | 'integer' | 'seconds';
 }
 
-/** Every `dfos serve` flag; each also reads DFOS_<FLAG> from the environment. */
-const SERVE_FLAGS: readonly ServeFlag[] = [
+/**
+ * Every `dfos serve` flag; each also reads DFOS_<FLAG> from the environment and is a key of
+ * the config file (dfos.yaml), so a flag added here is all three at once.
+ */
+export const SERVE_FLAGS: readonly ServeFlag[] = [
   { key: 'host', flag: 'host', arg: '<address>', help: 'IP address to listen on', kind: 'string' },
   { key: 'port', flag: 'port', arg: '<number>', help: 'control port (0-65535)', kind: 'integer' },
   { key: 'pasvMin', flag: 'pasv-min', arg: '<number>', help: 'lowest passive data port', kind: 'integer' },
@@ -91,6 +90,16 @@ const SERVE_FLAGS: readonly ServeFlag[] = [
   { key: 'banTimeMax', flag: 'ban-time-max', arg: '<seconds>', help: 'longest ban', kind: 'seconds' },
   { key: 'banAllow', flag: 'ban-allow', arg: '<cidr,...>', help: 'addresses or CIDR ranges never banned', kind: 'string' },
   {
+    key: 'logRotate',
+    flag: 'log-rotate',
+    arg: `<${LOG_ROTATIONS.join('|')}>`,
+    help: 'rotate the log files at --log-max-size, daily (local midnight), or none (system logrotate; SIGHUP reopens them)',
+    kind: 'string',
+  },
+  { key: 'logMaxSize', flag: 'log-max-size', arg: '<size>', help: 'with --log-rotate size: rotate a log file at this size, e.g. 100MiB', kind: 'string' },
+  { key: 'logMaxFiles', flag: 'log-max-files', arg: '<number>', help: 'rotated files kept per log (days with --log-rotate daily; 0: keep all)', kind: 'integer' },
+  { key: 'xferlog', flag: 'xferlog', arg: '<file>', help: 'also write a wu-ftpd xferlog line per finished transfer to this file', kind: 'string' },
+  {
     key: 'authFailDelay',
     flag: 'auth-fail-delay',
     arg: '<seconds>',
@@ -99,84 +108,37 @@ const SERVE_FLAGS: readonly ServeFlag[] = [
   },
 ];
 
-const STRICT_FORMS: Record<Exclude<ServeFlag['kind'], 'string'>, RegExp> = {
-  integer: /^[0-9]+$/,
-  seconds: /^[0-9]+(\.[0-9]+)?$/,
-};
-
-function defaults(): Partial<Record<ServeKey, unknown>> {
-  try {
-    return serverConfigSchema.parse({});
-  } catch {
-    return {};
-  }
-}
-
-/**
- * Turns the flags and environment into a validated ServerConfig, or throws a usage error
- * naming the flag (or environment variable) and what it accepts.
- */
-export function serveConfigFromCommand(cmd: Command): ServerConfig {
-  const opts = cmd.opts<Record<string, string | undefined>>();
-  const input: Record<string, unknown> = {};
-  const raw: Partial<Record<ServeKey, string>> = {};
-  for (const f of SERVE_FLAGS) {
-    const value = opts[f.key];
-    if (value === undefined) continue;
-    raw[f.key] = value;
-    // " 12", "0x10", "1e3" and "" coerce to numbers; refuse them with the schema's own message.
-    input[f.key] = f.kind === 'string' || STRICT_FORMS[f.kind].test(value) ? value : 'not a number';
-  }
-  try {
-    return parseServerConfig(input as ServerConfigInput);
-  } catch (err) {
-    if (!(err instanceof ZodError)) throw err;
-    throw usageError(describeIssue(cmd, err, raw));
-  }
-}
-
-function describeIssue(cmd: Command, err: ZodError, raw: Partial<Record<ServeKey, string>>): string {
-  const issue = err.issues[0];
-  const dflt = defaults();
-  const byFlag = new Map(SERVE_FLAGS.map((f) => [f.flag, f]));
-  const name = (f: ServeFlag) => describeOptionSource(cmd, f.key, f.flag, dflt[f.key]);
-  if (!issue) return 'invalid serve configuration';
-  const key = issue.path[0];
-  const primary = SERVE_FLAGS.find((f) => f.key === key);
-  // Messages start with the option's name ("port must be …"); name it as the user gave it.
-  const words = [...byFlag.keys()].sort((a, b) => b.length - a.length).join('|');
-  let text = issue.message.replace(new RegExp(`(?<![\\w-])(${words})(?![\\w-])`, 'g'), (w) => {
-    const f = byFlag.get(w)!;
-    return f === primary ? (cmd.getOptionValueSource(f.key) === 'env' ? envVarFor(f.flag) : `--${f.flag}`) : name(f);
-  });
-  if (primary && !text.startsWith('--') && !text.startsWith('DFOS_')) {
-    text = `${cmd.getOptionValueSource(primary.key) === 'env' ? envVarFor(primary.flag) : `--${primary.flag}`}: ${text}`;
-  }
-  const got = primary ? raw[primary.key] : undefined;
-  return got === undefined ? text : `${text} (got ${JSON.stringify(got)})`;
-}
-
-/** Registers `dfos serve`. */
-export function registerServe(program: Command): void {
-  const dflt = defaults();
-  const cmd = program
-    .command('serve')
-    .description('run the FTP server in the foreground until SIGTERM/SIGINT')
-    .addHelpText(
-      'after',
-      '\nEvery flag can also be set in the environment as DFOS_<FLAG>, e.g. DFOS_PORT=2121; flags win over the environment.',
-    );
+/** Adds every serve flag (each with its DFOS_* twin) to `cmd`; `dfos config check` takes them too. */
+export function addServeOptions(cmd: Command): Command {
+  const dflt = schemaDefaults();
   for (const f of SERVE_FLAGS) {
     const d = dflt[f.key];
     const help = d === undefined ? f.help : `${f.help} (default: ${String(d)})`;
     cmd.addOption(new Option(`--${f.flag} ${f.arg}`, help).env(envVarFor(f.flag)));
   }
+  return cmd;
+}
+
+/** Registers `dfos serve`. */
+export function registerServe(program: Command): void {
+  const cmd = program
+    .command('serve')
+    .description('run the FTP server in the foreground until SIGTERM/SIGINT')
+    .addHelpText(
+      'after',
+      '\nEvery flag can also be set in the environment as DFOS_<FLAG>, e.g. DFOS_PORT=2121, and in the config file ' +
+        '(--config, or ./dfos.yaml when present) as <flag>: value. Flags win over the environment, the environment over the file.',
+    )
+    .addOption(configFileOption());
+  addServeOptions(cmd);
   cmd.action(async (_opts: unknown, self: Command) => {
-    const config = serveConfigFromCommand(self);
+    const file = serveConfigFile(self);
+    const { config } = await resolveServeConfig(self, SERVE_FLAGS, file);
     // Loaded only here, so `dfos users …` and future client commands do not load the server.
     const { runServer } = await import('../server/runServer.js');
     try {
-      await runServer(config);
+      // SIGHUP re-reads the file; flags and the environment are fixed for the process.
+      await runServer(config, { reloadConfig: async () => (await resolveServeConfig(self, SERVE_FLAGS, file)).config });
     } catch (err) {
       throw operationError(`serve failed: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -2,10 +2,19 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isDnsName } from '../tls/certificateNames.js';
 import { cidrProblem } from '../core/AllowList.js';
+import { BYTE_SIZE_RULE, parseByteSize } from '../util/byteSize.js';
 
 /** Log levels accepted by `--log-level`; `trace` also shows ftp-srv's per-command tracing. */
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * `--log-rotate`: `size` (at --log-max-size, --log-max-files kept), `daily` (at local
+ * midnight, --log-max-files days kept) or `none` (left to the system's logrotate, which
+ * signals SIGHUP so the files are reopened).
+ */
+export const LOG_ROTATIONS = ['size', 'daily', 'none'] as const;
+export type LogRotationMode = (typeof LOG_ROTATIONS)[number];
 
 /** `--tls`: `off`, `on` (offered: AUTH TLS and the implicit port) or `required`. */
 export const TLS_MODES = ['off', 'on', 'required'] as const;
@@ -25,6 +34,8 @@ function certNames(value: string | readonly string[]): string[] {
   return list.map((n) => n.trim()).filter((n) => n !== '');
 }
 const certNameOk = (n: string) => isIP(n) !== 0 || isDnsName(n);
+
+const LOG_MAX_SIZE_RULE = `log-max-size must be ${BYTE_SIZE_RULE}, at least 1KiB`;
 
 const port = (what: string) =>
   z.coerce
@@ -74,6 +85,17 @@ export const serverConfigSchema = z
     users: z.string().min(1, 'users must be a file path').default('./users.json'),
     logDir: z.string().min(1, 'log-dir must be a directory path').default('./logs'),
     logLevel: z.enum(LOG_LEVELS, { error: `log-level must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+    /** How dfos.log, audit.log and the xferlog are rotated (see LOG_ROTATIONS). */
+    logRotate: z.enum(LOG_ROTATIONS, { error: `log-rotate must be one of ${LOG_ROTATIONS.join(', ')}` }).default('size'),
+    /** With logRotate size: a file is rotated when it reaches this many bytes (a number, or 100MiB). */
+    logMaxSize: z
+      .union([z.number(), z.string().transform((text) => parseByteSize(text) ?? Number.NaN)], { error: LOG_MAX_SIZE_RULE })
+      .pipe(z.number({ error: LOG_MAX_SIZE_RULE }).int(LOG_MAX_SIZE_RULE).min(1024, LOG_MAX_SIZE_RULE))
+      .default(100 * 1024 * 1024),
+    /** Rotated files kept per log (size: numbered files; daily: days); 0 keeps every one. */
+    logMaxFiles: count('log-max-files').default(10),
+    /** Also write one wu-ftpd xferlog line per finished transfer to this file; absent: no xferlog. */
+    xferlog: z.string().min(1, 'xferlog must be a file path').optional(),
     shutdownGrace: seconds('shutdown-grace').default(30),
     idleTimeout: seconds('idle-timeout').default(300),
     /** A connection not logged in this long after it opened gets 421, busy or not (0 = never). */

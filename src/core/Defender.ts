@@ -23,6 +23,9 @@ export interface DefenderOptions {
   pollMs?: number;
 }
 
+/** The settings that can change while the defender runs. */
+export type DefenderSettings = Pick<DefenderOptions, 'threshold' | 'windowS' | 'banTimeS' | 'banTimeMaxS' | 'allow'>;
+
 /**
  * Bans client addresses after repeated failed logins (protocol-independent): failures
  * are scored per address with a rate limiter (threshold points per window); the
@@ -31,8 +34,8 @@ export interface DefenderOptions {
  * `dfos bans lift` takes effect on a running server.
  */
 export class Defender {
-  private readonly limiter: RateLimiterMemory | undefined;
-  private readonly allow: AllowList;
+  private limiter: RateLimiterMemory | undefined;
+  private allow: AllowList;
   private readonly bans = new Map<string, BanEntry>();
   /** How many times each address was banned (kept after a ban expires, for the doubling). */
   private readonly repeats = new Map<string, number>();
@@ -44,9 +47,23 @@ export class Defender {
   /** File work runs one at a time. */
   private queue: Promise<void> = Promise.resolve();
 
-  private constructor(private readonly options: DefenderOptions) {
+  private constructor(private options: DefenderOptions) {
     this.allow = new AllowList(options.allow);
-    this.limiter = options.threshold > 0 ? new RateLimiterMemory({ points: options.threshold, duration: Math.max(1, Math.ceil(options.windowS)) }) : undefined;
+    this.limiter = Defender.limiterFor(options);
+  }
+
+  private static limiterFor(options: DefenderSettings): RateLimiterMemory | undefined {
+    return options.threshold > 0 ? new RateLimiterMemory({ points: options.threshold, duration: Math.max(1, Math.ceil(options.windowS)) }) : undefined;
+  }
+
+  /**
+   * New thresholds, ban times and allow list (SIGHUP). Failed logins are counted afresh
+   * under the new threshold; bans in force and the repeat counts that double them stay.
+   */
+  configure(settings: DefenderSettings): void {
+    this.options = { ...this.options, ...settings };
+    this.allow = new AllowList(settings.allow);
+    this.limiter = Defender.limiterFor(settings);
   }
 
   /** Loads the persisted bans (expired ones dropped) and starts polling the file. */

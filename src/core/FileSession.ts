@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type winston from 'winston';
-import type { AuditAction } from '../logging/AuditLog.js';
+import type { AuditAction, AuditEvent } from '../logging/AuditLog.js';
 import { StorageError, type ReadHandle, type StorageCapabilities, type StorageEntry, type UserStorage, type WriteSink } from '../storage/StorageBackend.js';
 import { resolveClientPath } from './clientPath.js';
 import { limitedSink, QuotaPolicy, type QuotaStatus, type UploadTarget } from './QuotaPolicy.js';
@@ -11,6 +11,9 @@ import type { SessionAudit } from './SessionAudit.js';
  * text), so the one audit record of each operation carries what the client was told.
  */
 export type DescribeOutcome = (action: AuditAction, error?: unknown) => { code?: number; reason?: string };
+
+/** TYPE A (`ascii`) or TYPE I (`binary`), as the audit record says it. */
+export type TransferType = NonNullable<AuditEvent['transferType']>;
 
 /** Everything a logged-in session needs. */
 export interface FileSessionOptions {
@@ -203,8 +206,8 @@ export class FileSession {
     }
   }
 
-  /** Opens a download of `input` from `offset`. */
-  async download(input: string | null | undefined, offset = 0): Promise<Download> {
+  /** Opens a download of `input` from `offset`; `transferType` (TYPE A or I) goes into its audit record. */
+  async download(input: string | null | undefined, offset = 0, transferType?: TransferType): Promise<Download> {
     const started = Date.now();
     let path = input ?? '';
     let handle: ReadHandle;
@@ -213,7 +216,7 @@ export class FileSession {
       handle = await this.options.storage.openRead(path, { offset });
     } catch (err) {
       const failure = this.unexpected(err, path);
-      this.record('download', { path, durationMs: Date.now() - started }, failure);
+      this.record('download', { path, durationMs: Date.now() - started, transferType }, failure);
       throw failure;
     }
     let finished = false;
@@ -224,13 +227,17 @@ export class FileSession {
         if (finished) return;
         finished = true;
         await handle.close();
-        this.record('download', { path, bytes, durationMs: Date.now() - started }, error, aborted);
+        this.record('download', { path, bytes, durationMs: Date.now() - started, transferType }, error, aborted);
       },
     };
   }
 
-  /** Opens an upload to `input`: a plain store, an append, or a resume at `resumeAt`. */
-  async upload(input: string | null | undefined, mode: { append?: boolean; resumeAt?: number } = {}): Promise<Upload> {
+  /**
+   * Opens an upload to `input`: a plain store, an append, or a resume at `resumeAt`;
+   * `transferType` (TYPE A or I) goes into its audit record.
+   */
+  async upload(input: string | null | undefined, mode: { append?: boolean; resumeAt?: number; transferType?: TransferType } = {}): Promise<Upload> {
+    const { transferType } = mode;
     const started = Date.now();
     let path = input ?? '';
     let sink: WriteSink;
@@ -255,7 +262,7 @@ export class FileSession {
       }
     } catch (err) {
       const failure = this.unexpected(err, path);
-      this.record('upload', { path, durationMs: Date.now() - started }, failure);
+      this.record('upload', { path, durationMs: Date.now() - started, transferType }, failure);
       throw failure;
     }
     let finished = false;
@@ -272,15 +279,15 @@ export class FileSession {
           await sink.commit();
         } catch (err) {
           const failure = this.unexpected(err, path);
-          this.record('upload', { path, bytes: sink.bytesWritten, durationMs: Date.now() - started }, failure);
+          this.record('upload', { path, bytes: sink.bytesWritten, durationMs: Date.now() - started, transferType }, failure);
           throw failure;
         }
-        this.record('upload', { path, bytes: sink.bytesWritten, durationMs: Date.now() - started });
+        this.record('upload', { path, bytes: sink.bytesWritten, durationMs: Date.now() - started, transferType });
       },
       fail: async (error, aborted) => {
         end();
         await sink.abort().catch((err: unknown) => this.unexpected(err, path));
-        this.record('upload', { path, bytes: sink.bytesWritten, durationMs: Date.now() - started }, error ?? new StorageError('io', 'upload failed'), aborted);
+        this.record('upload', { path, bytes: sink.bytesWritten, durationMs: Date.now() - started, transferType }, error ?? new StorageError('io', 'upload failed'), aborted);
       },
     };
   }
@@ -342,7 +349,7 @@ export class FileSession {
   }
 
   /** Writes the one audit record of an operation. */
-  private record(action: AuditAction, fields: { path: string; to?: string; bytes?: number; durationMs: number }, error?: unknown, aborted = false): void {
+  private record(action: AuditAction, fields: { path: string; to?: string; bytes?: number; durationMs: number; transferType?: TransferType }, error?: unknown, aborted = false): void {
     const { code, reason } = this.options.describe(action, error);
     this.options.audit.record(this.user, { action, ...fields, result: error === undefined ? 'ok' : aborted ? 'aborted' : 'failed', code, reason: error === undefined ? undefined : reason });
   }

@@ -17,6 +17,24 @@ export interface ProtocolEngine {
   waitForSessions(timeoutMs: number): Promise<number>;
   /** Cuts every remaining connection at once (last resort after the drain). */
   destroyAll(): void;
+  /** New limits and timeouts (SIGHUP) for connections opened from now on; open ones keep theirs. */
+  configure(settings: EngineSettings): void;
+}
+
+/** The limits and timeouts an engine applies per connection (0 = none). */
+export interface EngineSettings {
+  /** Open connections at most; past it a new one is refused before the greeting. */
+  maxSessions: number;
+  /** Open connections from one client address at most. */
+  maxSessionsPerIp: number;
+  /** Failed logins on one connection before it is closed. */
+  maxLoginAttempts: number;
+  /** Close an idle control connection after this long. */
+  idleTimeoutMs: number;
+  /** Close a connection not logged in this long after it opened. */
+  loginTimeoutMs: number;
+  /** Cut a data connection with no traffic for this long. */
+  dataTimeoutMs: number;
 }
 
 /** One open connection as the lifecycle sees it. */

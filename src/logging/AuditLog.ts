@@ -37,14 +37,31 @@ export interface AuditEvent {
   tls?: string;
   /** Short reason for a failure, or how a session ended (client-safe wording). */
   reason?: string;
+  /** How an upload's or download's bytes were sent: TYPE A (`ascii`, line endings converted) or TYPE I (`binary`). */
+  transferType?: 'ascii' | 'binary';
 }
 
-/** Writes audit records (one JSON object per line, with a timestamp) to the audit logger. */
+/** Something that wants every audit record as it is written (the xferlog, metrics); it must not throw. */
+export type AuditListener = (event: AuditEvent) => void;
+
+/**
+ * Writes audit records (one JSON object per line, with a timestamp) to the audit logger,
+ * and hands each to the listeners, so other views of the same trail (the xferlog) come
+ * from the one record per operation the core writes.
+ */
 export class AuditLog {
+  private readonly listeners: AuditListener[] = [];
+
   constructor(private readonly logger: winston.Logger) {}
+
+  /** Adds a listener called with every record after it is written. */
+  listen(listener: AuditListener): void {
+    this.listeners.push(listener);
+  }
 
   /** Records one action. */
   record(event: AuditEvent): void {
     this.logger.info(event.action, { ...event });
+    for (const listener of this.listeners) listener(event);
   }
 }

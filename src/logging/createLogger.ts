@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import winston from 'winston';
 import type { LogLevel } from '../config/serverConfig.js';
 import { redact } from './redact.js';
+import type { LogRotation } from './RotatingFile.js';
+import { RotatingFileTransport } from './rotatingFileTransport.js';
 
 /** winston levels, including `trace` for ftp-srv's per-command tracing. */
 const LEVELS: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 };
@@ -29,7 +31,12 @@ export interface LoggerOptions {
   level: LogLevel;
   /** Also print human-readable lines on the console. */
   console: boolean;
+  /** How dfos.log and audit.log rotate (default: at 100 MiB, 10 kept). */
+  rotation?: LogRotation;
 }
+
+/** The rotation DFOS has always had: at 100 MiB, 10 rotated files kept. */
+export const DEFAULT_ROTATION: LogRotation = { mode: 'size', maxSize: 100 * 1024 * 1024, maxFiles: 10 };
 
 /** The operational log and the audit trail, with a way to flush both on exit. */
 export interface Loggers {
@@ -37,6 +44,11 @@ export interface Loggers {
   log: winston.Logger;
   /** Audit trail: `<logDir>/audit.log`, one JSON object per action. */
   auditLog: winston.Logger;
+  /**
+   * Writes to fresh dfos.log and audit.log files from now on (SIGHUP, after the system's
+   * logrotate moved them away); a new rotation setting applies from there.
+   */
+  reopen(rotation?: LogRotation): void;
   /** Flushes and closes every file; resolves when the data is written. */
   close(): Promise<void>;
 }
@@ -45,10 +57,10 @@ export interface Loggers {
 export function createLoggers(options: LoggerOptions): Loggers {
   mkdirSync(options.logDir, { recursive: true, mode: 0o750 });
   const json = winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json());
-  const fileOptions = { maxsize: 100 * 1024 * 1024, maxFiles: 10, tailable: true };
-  const transports: winston.transport[] = [
-    new winston.transports.File({ filename: join(options.logDir, 'dfos.log'), format: json, ...fileOptions }),
-  ];
+  const rotation = options.rotation ?? DEFAULT_ROTATION;
+  const dfosFile = new RotatingFileTransport(join(options.logDir, 'dfos.log'), rotation, json);
+  const auditFile = new RotatingFileTransport(join(options.logDir, 'audit.log'), rotation, json);
+  const transports: winston.transport[] = [dfosFile];
   if (options.console) {
     // Colours only on a terminal: piped output (pm2 logs, journald, files) stays plain text.
     const colours = process.stdout.isTTY === true && !process.env.NO_COLOR;
@@ -64,7 +76,7 @@ export function createLoggers(options: LoggerOptions): Loggers {
   const auditLog = winston.createLogger({
     levels: LEVELS,
     level: 'info',
-    transports: [new winston.transports.File({ filename: join(options.logDir, 'audit.log'), format: json, ...fileOptions })],
+    transports: [auditFile],
     exitOnError: false,
   });
   log.on('error', () => undefined);
@@ -73,20 +85,19 @@ export function createLoggers(options: LoggerOptions): Loggers {
   return {
     log,
     auditLog,
-    close: () => (closing ??= Promise.all([endLogger(log), endLogger(auditLog)]).then(() => undefined)),
+    reopen: (next) => {
+      for (const t of [dfosFile, auditFile]) t.file.reopen(next);
+    },
+    close: () => (closing ??= Promise.all([endLogger(log, dfosFile), endLogger(auditLog, auditFile)]).then(() => undefined)),
   };
 }
 
-/** Ends a winston logger and waits until its file transports have written everything. */
-function endLogger(logger: winston.Logger): Promise<void> {
-  const files = logger.transports.filter((t): t is InstanceType<typeof winston.transports.File> => t instanceof winston.transports.File);
-  const done = files.map(
-    (t) =>
-      new Promise<void>((resolve) => {
-        t.once('finish', () => resolve());
-        setTimeout(resolve, 3000).unref();
-      }),
-  );
+/** Ends a winston logger and waits (bounded) until its file has written everything. */
+function endLogger(logger: winston.Logger, file: RotatingFileTransport): Promise<void> {
+  const done = new Promise<void>((resolve) => {
+    file.once('finish', () => void file.file.close().then(resolve));
+    setTimeout(resolve, 3000).unref();
+  });
   logger.end();
-  return Promise.all(done).then(() => undefined);
+  return done;
 }

@@ -9,8 +9,11 @@ import { Defender } from '../core/Defender.js';
 import { QuotaPolicy, type QuotaLimits } from '../core/QuotaPolicy.js';
 import { UsageLedger, usageFilePath } from '../core/UsageLedger.js';
 import { bansFilePath } from '../core/bansFile.js';
+import { planReload, settingName } from '../config/configReload.js';
 import { AuditLog } from '../logging/AuditLog.js';
 import { createLoggers, type Loggers } from '../logging/createLogger.js';
+import type { LogRotation } from '../logging/RotatingFile.js';
+import { XferLog } from '../logging/XferLog.js';
 import { createStorageBackend } from '../storage/createStorageBackend.js';
 import { StorageError, type StorageBackend, type UserStorage } from '../storage/StorageBackend.js';
 import { TlsCredentials, type TlsReloadResult } from '../tls/TlsCredentials.js';
@@ -67,6 +70,16 @@ function warnValidity(tls: TlsCredentials, log: Loggers['log']): void {
   }
 }
 
+/** The log rotation a configuration asks for. */
+function rotationOf(config: ServerConfig): LogRotation {
+  return { mode: config.logRotate, maxSize: config.logMaxSize, maxFiles: config.logMaxFiles };
+}
+
+/** The xferlog a configuration asks for (--xferlog FILE), or none. */
+function openXferLog(config: ServerConfig): XferLog | undefined {
+  return config.xferlog === undefined ? undefined : new XferLog(resolve(config.xferlog), rotationOf(config));
+}
+
 /** How long aborted transfers get to send their final reply before sockets are cut. */
 const ABORT_SETTLE_MS = 2000;
 
@@ -79,9 +92,12 @@ const ABORT_SETTLE_MS = 2000;
 export class DfosServer {
   private draining: Promise<void> | undefined;
   private stopWatching: () => void = () => undefined;
+  /** The xferlog (--xferlog), fed by the audit trail; undefined when off. */
+  private xferLog: XferLog | undefined;
 
   private constructor(
-    readonly config: ServerConfig,
+    /** The running configuration (SIGHUP changes its reloadable keys). */
+    private running: ServerConfig,
     readonly loggers: Loggers,
     private readonly users: UserStore,
     private readonly storage: StorageBackend,
@@ -101,7 +117,10 @@ export class DfosServer {
    * Loads users, prepares storage (removing stale upload temporaries), and starts
    * listening. Throws with an operator-facing message when something is wrong.
    */
-  static async start(config: ServerConfig, loggers: Loggers = createLoggers({ logDir: config.logDir, level: config.logLevel, console: config.console })): Promise<DfosServer> {
+  static async start(
+    config: ServerConfig,
+    loggers: Loggers = createLoggers({ logDir: config.logDir, level: config.logLevel, console: config.console, rotation: rotationOf(config) }),
+  ): Promise<DfosServer> {
     const { log, auditLog } = loggers;
     const users = await UserStore.load(resolve(config.users));
     const tls = await loadTls(config, loggers);
@@ -153,6 +172,8 @@ export class DfosServer {
       throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${hint}`);
     }
     server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender, usage);
+    server.xferLog = openXferLog(config);
+    audit.listen((event) => server!.xferLog?.record(event));
     server.stopWatching = users.watch((result) => server!.logReload(result, 'users.json changed'));
     log.info('DFOS listening', {
       host: bound.address,
@@ -184,10 +205,70 @@ export class DfosServer {
     return result;
   }
 
-  /** SIGHUP: reloads users.json and the TLS certificate (each outcome logged once). */
-  async reload(): Promise<{ users: ReloadResult; tls: TlsReloadResult | undefined }> {
+  /** The running configuration. */
+  get config(): ServerConfig {
+    return this.running;
+  }
+
+  /**
+   * SIGHUP: applies a newly read configuration (when given) as far as it can change
+   * safely, reopens the log files (after logrotate moved them), and reloads users.json and
+   * the TLS certificate (each outcome logged once).
+   */
+  async reload(next?: ServerConfig): Promise<{ users: ReloadResult; tls: TlsReloadResult | undefined }> {
+    if (next) await this.applyConfig(next);
+    this.reopenLogs();
     const [users, tls] = await Promise.all([this.reloadUsers(), this.reloadTls()]);
     return { users, tls };
+  }
+
+  /** Writes every log file afresh (dfos.log, audit.log, the xferlog) with the running rotation settings. */
+  private reopenLogs(): void {
+    const rotation = rotationOf(this.running);
+    this.loggers.reopen(rotation);
+    this.xferLog?.reopen(rotation);
+    this.loggers.log.info('Log files reopened', { why: 'SIGHUP' });
+  }
+
+  /**
+   * Takes the reloadable settings of `next` (see RELOADABLE_KEYS) and logs, in one warning,
+   * the changed settings that need a restart (the running values stay for those).
+   */
+  private async applyConfig(next: ServerConfig): Promise<void> {
+    const { log } = this.loggers;
+    const plan = planReload(this.running, next);
+    if (plan.needRestart.length > 0) {
+      const keys = plan.needRestart.join(', ');
+      log.warn(`config key${plan.needRestart.length > 1 ? 's' : ''} ${keys} changed; restart to apply`, { why: 'SIGHUP', keys: plan.needRestart });
+    }
+    const config = plan.config;
+    this.running = config;
+    if (plan.applied.length === 0) {
+      log.info('Config reloaded: no setting that can change while running changed', { why: 'SIGHUP' });
+      return;
+    }
+    log.level = config.logLevel;
+    this.engine.configure({
+      maxSessions: config.maxSessions,
+      maxSessionsPerIp: config.maxSessionsPerIp,
+      maxLoginAttempts: config.maxLoginAttempts,
+      idleTimeoutMs: config.idleTimeout * 1000,
+      loginTimeoutMs: config.loginTimeout * 1000,
+      dataTimeoutMs: config.dataTimeout * 1000,
+    });
+    this.defender.configure({
+      threshold: config.banThreshold,
+      windowS: config.banWindow,
+      banTimeS: config.banTime,
+      banTimeMaxS: config.banTimeMax,
+      allow: config.banAllow,
+    });
+    if (plan.applied.includes('xferlog')) {
+      const old = this.xferLog;
+      this.xferLog = openXferLog(config);
+      await old?.close();
+    }
+    log.info('Config reloaded', { why: 'SIGHUP', applied: plan.applied.map(settingName) });
   }
 
   /** Re-reads users.json (SIGHUP); an invalid file is logged and the old users stay. */
@@ -242,7 +323,7 @@ export class DfosServer {
     await this.usage.flush();
     await this.defender.settled();
     log.info('Shutdown complete', { forced: left });
-    await this.loggers.close();
+    await Promise.all([this.loggers.close(), this.xferLog?.close()]);
   }
 
   private async drainSession(session: EngineSession): Promise<void> {

@@ -1,13 +1,23 @@
 import type { ServerConfig } from '../config/serverConfig.js';
 import { DfosServer } from './DfosServer.js';
 
+/** What runServer needs besides the configuration. */
+export interface RunOptions {
+  /**
+   * Reads the configuration again (SIGHUP: the config file anew, flags and environment as
+   * at startup); throws with a one-line message when it is invalid.
+   */
+  reloadConfig?: () => Promise<ServerConfig>;
+}
+
 /**
  * Runs the DFOS server in the foreground: SIGTERM/SIGINT drain gracefully and exit 0, a
- * second signal exits at once, SIGHUP reloads users and the TLS certificate. Tells a process manager (pm2
- * `wait_ready`) it is ready with process.send('ready'). A fatal error exits 1 with one
- * clear log line.
+ * second signal exits at once, SIGHUP re-reads the configuration (applying what can change
+ * while running), reopens the log files and reloads users and the TLS certificate. Tells a
+ * process manager (pm2 `wait_ready`) it is ready with process.send('ready'). A fatal error
+ * exits 1 with one clear log line.
  */
-export async function runServer(config: ServerConfig): Promise<void> {
+export async function runServer(config: ServerConfig, options: RunOptions = {}): Promise<void> {
   let server: DfosServer;
   try {
     server = await DfosServer.start(config);
@@ -42,6 +52,21 @@ export async function runServer(config: ServerConfig): Promise<void> {
   };
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
-  process.on('SIGHUP', () => void server.reload());
+  // One SIGHUP at a time, in order: a second one waits for the first reload to finish.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const onHangUp = async () => {
+    let next: ServerConfig | undefined;
+    if (options.reloadConfig) {
+      try {
+        next = await options.reloadConfig();
+      } catch (err) {
+        log.error('Config invalid; keeping the running configuration', { why: 'SIGHUP', error: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    await server.reload(next);
+  };
+  process.on('SIGHUP', () => {
+    reloading = reloading.then(onHangUp).catch((err: unknown) => log.error('Reload failed', { why: 'SIGHUP', error: err instanceof Error ? err.message : String(err) }));
+  });
   process.send?.('ready');
 }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type winston from 'winston';
-import type { EngineHooks, ProtocolEngine } from '../../core/ProtocolEngine.js';
+import type { EngineHooks, EngineSettings, ProtocolEngine } from '../../core/ProtocolEngine.js';
 import type { StorageCapabilities } from '../../storage/StorageBackend.js';
 import type { TlsSettings } from '../../tls/TlsSettings.js';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
@@ -171,6 +171,14 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
       }, timeoutMs);
       this.on('session-closed', done);
     });
+  }
+
+  /** New limits and timeouts (SIGHUP): read by each connection when it opens, so open ones keep theirs. */
+  configure(settings: EngineSettings): void {
+    const { maxSessions, maxSessionsPerIp, maxLoginAttempts, idleTimeoutMs, loginTimeoutMs, dataTimeoutMs } = settings;
+    this.options.limits = { maxSessions, maxSessionsPerIp };
+    this.options.session = { ...this.options.session, maxLoginAttempts, idleTimeoutMs, loginTimeoutMs };
+    this.options.dataTimeoutMs = dataTimeoutMs;
   }
 
   /** Destroys every remaining socket at once (last resort after the drain). */

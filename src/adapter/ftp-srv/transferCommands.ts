@@ -60,7 +60,7 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
       target = core.uniqueName(command.arg);
     }
     if (append && resumeAt) throw new ReplyError(503, 'REST cannot be used with APPE');
-    upload = await core.upload(target, { append, resumeAt });
+    upload = await core.upload(target, { append, resumeAt, transferType: this.transferType });
   } catch (err) {
     const { code, message } = describeFailure(err, 451);
     await this.reply(code, message);
@@ -99,7 +99,7 @@ async function retrieve(this: FtpConnection, command: FtpCommand): Promise<void>
   const start = takeRestOffset(this);
   let download;
   try {
-    download = await fileSessionOf(this).download(command.arg, start);
+    download = await fileSessionOf(this).download(command.arg, start, this.transferType);
   } catch (err) {
     const { code, message } = describeFailure(err, 451);
     await this.reply(code, message);
