@@ -91,6 +91,14 @@ const SERVE_FLAGS: readonly ServeFlag[] = [
   { key: 'banTimeMax', flag: 'ban-time-max', arg: '<seconds>', help: 'longest ban', kind: 'seconds' },
   { key: 'banAllow', flag: 'ban-allow', arg: '<cidr,...>', help: 'addresses or CIDR ranges never banned', kind: 'string' },
   {
+    key: 'adminListen',
+    flag: 'admin-listen',
+    arg: '<host:port|off>',
+    help: 'admin HTTP listener for /metrics, /healthz and /readyz; off: none',
+    kind: 'string',
+  },
+  { key: 'adminTokenFile', flag: 'admin-token-file', arg: '<file>', help: 'file holding the bearer token admin requests must carry (needed off loopback)', kind: 'string' },
+  {
     key: 'authFailDelay',
     flag: 'auth-fail-delay',
     arg: '<seconds>',

@@ -17,6 +17,18 @@ export interface ProtocolEngine {
   waitForSessions(timeoutMs: number): Promise<number>;
   /** Cuts every remaining connection at once (last resort after the drain). */
   destroyAll(): void;
+  /** What only the engine knows, for monitoring (cheap: read on every metrics scrape). */
+  stats(): EngineStats;
+}
+
+/** Engine-level counts that no audit record carries. */
+export interface EngineStats {
+  /** Passive data ports with a listener open now (waiting for the client's data connection). */
+  passivePortsInUse: number;
+  /** Size of the configured passive port range; 0 when the system picks any free port. */
+  passivePortRangeSize: number;
+  /** Passive requests (PASV/EPSV) refused since start because every port of the range was taken. */
+  passivePortsExhausted: number;
 }
 
 /** One open connection as the lifecycle sees it. */
@@ -56,4 +68,6 @@ export interface EngineHooks {
   refusal?(client: string | undefined): string | undefined;
   /** Called once when a connection has closed. */
   onSessionClosed(session: EngineSession): void;
+  /** Called with the code of every reply sent on a control connection (kept cheap: it runs per reply). */
+  onReply?(code: number): void;
 }

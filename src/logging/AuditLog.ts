@@ -39,12 +39,23 @@ export interface AuditEvent {
   reason?: string;
 }
 
-/** Writes audit records (one JSON object per line, with a timestamp) to the audit logger. */
+/**
+ * Writes audit records (one JSON object per line, with a timestamp) to the audit logger,
+ * and hands each to the observers (the metrics count what the trail records).
+ */
 export class AuditLog {
+  private readonly observers: ((event: AuditEvent) => void)[] = [];
+
   constructor(private readonly logger: winston.Logger) {}
+
+  /** Calls `observer` with every record from now on; it must be cheap and must not throw. */
+  observe(observer: (event: AuditEvent) => void): void {
+    this.observers.push(observer);
+  }
 
   /** Records one action. */
   record(event: AuditEvent): void {
     this.logger.info(event.action, { ...event });
+    for (const observer of this.observers) observer(event);
   }
 }
