@@ -29,7 +29,17 @@ export function sampleValue(text: string, name: string, labels: Record<string, s
   return parseSamples(text).find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 }
 
-/** Every name a query may use: the samples' names (histograms' _bucket, _sum, _count included). */
+/**
+ * Every name a query may use, from the `# TYPE` lines (so a labelled metric with no sample
+ * yet counts too): counters and gauges by name, histograms and summaries also with their
+ * `_bucket`, `_sum` and `_count` series.
+ */
 export function metricNames(text: string): Set<string> {
-  return new Set(parseSamples(text).map((s) => s.name));
+  const names = new Set<string>();
+  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    const [, name, type] = m as unknown as [string, string, string];
+    names.add(name);
+    if (type === 'histogram' || type === 'summary') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);
+  }
+  return names;
 }
