@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -35,6 +35,23 @@ async function tokenFile(dir: string, name: string, content: string, mode = 0o60
   return file;
 }
 
+/**
+ * Runs `dfos serve` with each case's extra flags (all at once) and expects it to exit with
+ * `code` and one stderr line matching the case's pattern, never announcing it listens.
+ */
+async function expectStartupFailures(t: ExecutionContext, cases: Array<[string[], RegExp]>, code: number): Promise<void> {
+  const runs = await Promise.all(cases.map(([args]) => spawnServer({ args, noWait: true })));
+  for (const [i, [args, expected]] of cases.entries()) {
+    const proc = runs[i]!;
+    t.teardown(() => proc.cleanup());
+    t.deepEqual(await proc.waitExit(15_000), { code, signal: null }, args.join(' '));
+    const lines = nonEmptyLines(proc.stderr());
+    t.is(lines.length, 1, proc.stderr());
+    t.regex(lines[0] ?? '', expected);
+    t.false(nonEmptyLines(proc.stdout()).some((l) => /DFOS listening/.test(l)), 'never announced as listening');
+  }
+}
+
 test('HOST:PORT parsing and the bearer comparison', (t) => {
   t.deepEqual(parseListenAddress('127.0.0.1:9121'), { host: '127.0.0.1', port: 9121 });
   t.deepEqual(parseListenAddress('[::1]:0'), { host: '::1', port: 0 });
@@ -64,15 +81,7 @@ test('serve: flag errors are one line naming the flags, exit 2', async (t) => {
     [['--admin-listen', '0.0.0.0:0'], /^dfos: --admin-listen on an address other than loopback needs --admin-token-file \(a file holding the bearer token\), or use 127\.0\.0\.1:PORT \(got "0\.0\.0\.0:0"\)$/],
     [['--admin-listen', '9121'], /^dfos: --admin-listen must be HOST:PORT with an IP address \(127\.0\.0\.1:9121, \[::1\]:9121\) or off \(got "9121"\)$/],
   ];
-  const runs = await Promise.all(cases.map(([args]) => spawnServer({ args, noWait: true })));
-  for (const [i, [args, expected]] of cases.entries()) {
-    const proc = runs[i]!;
-    t.teardown(() => proc.cleanup());
-    t.deepEqual(await proc.waitExit(15_000), { code: 2, signal: null }, args.join(' '));
-    const lines = nonEmptyLines(proc.stderr());
-    t.is(lines.length, 1, proc.stderr());
-    t.regex(lines[0] ?? '', expected);
-  }
+  await expectStartupFailures(t, cases, 2);
 });
 
 test('serve: a bad token file or a busy admin port stops startup with one line, exit 1', async (t) => {
@@ -91,16 +100,7 @@ test('serve: a bad token file or a busy admin port stops startup with one line, 
     [['--admin-token-file', join(dir, 'missing.token')], /^dfos: admin token file .*missing\.token: cannot be read \(ENOENT\); create it/],
     [['--admin-listen', `127.0.0.1:${busyPort}`], new RegExp(`^dfos: Cannot listen on 127\\.0\\.0\\.1:${busyPort} for the admin listener: the port is in use; stop the other server or choose another --admin-listen \\(or off\\)$`)],
   ];
-  const runs = await Promise.all(cases.map(([args]) => spawnServer({ args, noWait: true })));
-  for (const [i, [args, expected]] of cases.entries()) {
-    const proc = runs[i]!;
-    t.teardown(() => proc.cleanup());
-    t.deepEqual(await proc.waitExit(15_000), { code: 1, signal: null }, args.join(' '));
-    const lines = nonEmptyLines(proc.stderr());
-    t.is(lines.length, 1, proc.stderr());
-    t.regex(lines[0] ?? '', expected);
-    t.false(nonEmptyLines(proc.stdout()).some((l) => /DFOS listening/.test(l)), 'never announced as listening');
-  }
+  await expectStartupFailures(t, cases, 1);
 });
 
 test('/healthz, /readyz and /metrics on loopback without a token; HEAD, 404 and 405', async (t) => {
