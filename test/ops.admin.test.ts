@@ -8,6 +8,7 @@ import { bearerMatches } from '../src/ops/adminToken.js';
 import { parseListenAddress } from '../src/util/listenAddress.js';
 import { adminRequest, adminUrl } from './helpers/adminHttp.js';
 import { startRawTransfer } from './helpers/dataTransfer.js';
+import { HAS_IPV6 } from './helpers/protocolFixtures.js';
 import { RawFtp, REPLY_MS } from './helpers/rawFtp.js';
 import { nonEmptyLines, pollUntil, probeGreeting, spawnServer } from './helpers/serverProcess.js';
 import { startTestServer } from './helpers/testServer.js';
@@ -127,6 +128,14 @@ test('/healthz, /readyz and /metrics on loopback without a token; HEAD, 404 and 
   const missing = await adminRequest(ts.server, '/status');
   t.is(missing.status, 404);
   t.is(missing.body, 'no such page; try /healthz, /metrics, /readyz\n');
+});
+
+(HAS_IPV6 ? test : test.skip)('the admin listener on [::1]', async (t) => {
+  const ts = await startTestServer({ config: { adminListen: '[::1]:0' } });
+  t.teardown(() => ts.stop());
+  t.regex(adminUrl(ts.server), /^http:\/\/\[::1\]:\d+$/);
+  t.is((await adminRequest(ts.server, '/healthz')).status, 200);
+  t.regex((await adminRequest(ts.server, '/metrics')).body, /^dfos_sessions 0$/m);
 });
 
 test('with --admin-token-file every page but the health checks needs the bearer token', async (t) => {

@@ -1,4 +1,5 @@
 import type { DfosServer } from '../../src/server/DfosServer.js';
+import { formatListenAddress } from '../../src/util/listenAddress.js';
 
 /** Requests to a DFOS admin listener (/metrics, /healthz, /readyz) in tests; every wait is bounded. */
 
@@ -13,7 +14,7 @@ export interface AdminReply {
 export function adminUrl(server: DfosServer): string {
   const address = server.adminAddress;
   if (!address) throw new Error('the admin listener is off; start the server with adminListen: "127.0.0.1:0"');
-  return `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  return `http://${formatListenAddress(address)}`;
 }
 
 /**
