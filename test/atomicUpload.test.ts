@@ -391,6 +391,7 @@ test('stale upload temporaries under the storage root are removed at startup; ot
     stateDir: join(dir, 'state'),
     authFailDelay: 0.05,
     console: false,
+    adminListen: 'off',
   });
   const server = await DfosServer.start(config);
   t.teardown(async () => {

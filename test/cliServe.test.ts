@@ -67,6 +67,7 @@ test('serve reads every setting from DFOS_* environment variables', async (t) =>
       DFOS_LOG_DIR: dirs.logDir,
       DFOS_AUTH_FAIL_DELAY: '0.05',
       DFOS_SHUTDOWN_GRACE: '2',
+      DFOS_ADMIN_LISTEN: '127.0.0.1:0',
     },
   });
   t.teardown(async () => {

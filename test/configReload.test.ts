@@ -61,7 +61,8 @@ test('SIGHUP applies the reloadable keys of an edited config file, names the one
   t.true(proc.running());
   const again = [await RawFtp.connect(proc.port), await RawFtp.connect(proc.port)];
   t.teardown(() => again.forEach((c) => c.close()));
-  t.is(await probeGreeting(proc.port), 'greeted', 'the cap is still 3');
+  // Closed connections leave the server's count a moment after the client closes them.
+  t.truthy(await pollUntil(async () => (await probeGreeting(proc.port)) === 'greeted' || undefined, 5000), 'the cap is still 3');
   again.forEach((c) => c.close());
   proc.child.kill('SIGTERM');
   t.deepEqual(await proc.waitExit(30_000), { code: 0, signal: null });

@@ -67,6 +67,7 @@ async function isolatedPm2(t: ExecutionContext): Promise<Pm2Env> {
     DFOS_STATE_DIR: join(dirs.dir, 'state'),
     DFOS_AUTH_FAIL_DELAY: '0.05',
     DFOS_SHUTDOWN_GRACE: String(GRACE),
+    DFOS_ADMIN_LISTEN: '127.0.0.1:0',
   });
   const run = (args: string[], timeoutMs = 40_000) =>
     new Promise<Pm2Run>((resolve) => {

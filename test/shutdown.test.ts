@@ -263,7 +263,7 @@ test('an embedded DfosServer survives a command that finishes after shutdown() (
     const net = await import('node:net');
     const server = await DfosServer.start(parseServerConfig({ host: '127.0.0.1', port: 0, pasvMin: 0, pasvMax: 0,
       storage: ${JSON.stringify(dirs.storage)}, users: ${JSON.stringify(dirs.usersFile)}, logDir: ${JSON.stringify(dirs.logDir)},
-      stateDir: ${JSON.stringify(join(dirs.dir, 'state'))}, console: false, authFailDelay: 1 }));
+      stateDir: ${JSON.stringify(join(dirs.dir, 'state'))}, console: false, authFailDelay: 1, adminListen: 'off' }));
     const s = net.connect(server.address.port, '127.0.0.1');
     s.on('error', () => {});
     await new Promise((r) => s.once('data', r));

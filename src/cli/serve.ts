@@ -100,6 +100,14 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   { key: 'logMaxFiles', flag: 'log-max-files', arg: '<number>', help: 'rotated files kept per log (days with --log-rotate daily; 0: keep all)', kind: 'integer' },
   { key: 'xferlog', flag: 'xferlog', arg: '<file>', help: 'also write a wu-ftpd xferlog line per finished transfer to this file', kind: 'string' },
   {
+    key: 'adminListen',
+    flag: 'admin-listen',
+    arg: '<host:port|off>',
+    help: 'admin HTTP listener for /metrics, /healthz and /readyz; off: none',
+    kind: 'string',
+  },
+  { key: 'adminTokenFile', flag: 'admin-token-file', arg: '<file>', help: 'file holding the bearer token admin requests must carry (needed off loopback)', kind: 'string' },
+  {
     key: 'authFailDelay',
     flag: 'auth-fail-delay',
     arg: '<seconds>',

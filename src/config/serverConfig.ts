@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { isDnsName } from '../tls/certificateNames.js';
 import { cidrProblem } from '../core/AllowList.js';
 import { BYTE_SIZE_RULE, parseByteSize } from '../util/byteSize.js';
+import { isLoopbackAddress } from '../util/address.js';
+import { parseListenAddress } from '../util/listenAddress.js';
 
 /** Log levels accepted by `--log-level`; `trace` also shows ftp-srv's per-command tracing. */
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -25,6 +27,8 @@ export const TLS_SESSION_REUSE = ['required', 'off'] as const;
 
 const CERT_NAMES_RULE =
   'tls-cert-names must be a comma-separated list of DNS names or IP addresses such as ftp.example.com,192.0.2.7';
+
+const ADMIN_LISTEN_RULE = 'admin-listen must be HOST:PORT with an IP address (127.0.0.1:9121, [::1]:9121) or off';
 
 const BAN_ALLOW_RULE = 'ban-allow must be a comma-separated list of addresses or CIDR ranges such as 192.0.2.0/24,2001:db8::/32';
 
@@ -148,6 +152,13 @@ export const serverConfigSchema = z
       .default('required'),
     /** A second control port speaking TLS from the first byte (implicit FTPS); 0 or absent: none. */
     implicitTlsPort: port('implicit-tls-port').optional(),
+    /** The admin HTTP listener (/metrics, /healthz, /readyz) as `HOST:PORT`, or `off`. */
+    adminListen: z
+      .string({ error: ADMIN_LISTEN_RULE })
+      .refine((v) => v === 'off' || parseListenAddress(v) !== undefined, ADMIN_LISTEN_RULE)
+      .default('127.0.0.1:9121'),
+    /** A file holding the bearer token every admin request must carry (required off loopback). */
+    adminTokenFile: z.string().min(1, 'admin-token-file must be a file path').optional(),
     /** Write console logs (human-readable). Tests and embedded use turn it off. */
     console: z.boolean().default(true),
   })
@@ -167,6 +178,10 @@ export const serverConfigSchema = z
   .refine((c) => !c.implicitTlsPort || c.tls !== 'off', {
     message: 'implicit-tls-port needs tls on or required',
     path: ['implicitTlsPort'],
+  })
+  .refine((c) => c.adminListen === 'off' || c.adminTokenFile !== undefined || isLoopbackAddress(parseListenAddress(c.adminListen)?.host), {
+    message: 'admin-listen on an address other than loopback needs admin-token-file (a file holding the bearer token), or use 127.0.0.1:PORT',
+    path: ['adminListen'],
   })
   .refine((c) => !c.implicitTlsPort || c.implicitTlsPort !== c.port, {
     message: 'implicit-tls-port must differ from port',

@@ -19,6 +19,8 @@ export interface ProtocolEngine {
   destroyAll(): void;
   /** New limits and timeouts (SIGHUP) for connections opened from now on; open ones keep theirs. */
   configure(settings: EngineSettings): void;
+  /** What only the engine knows, for monitoring (cheap: read on every metrics scrape). */
+  stats(): EngineStats;
 }
 
 /** The limits and timeouts an engine applies per connection (0 = none). */
@@ -35,6 +37,16 @@ export interface EngineSettings {
   loginTimeoutMs: number;
   /** Cut a data connection with no traffic for this long. */
   dataTimeoutMs: number;
+}
+
+/** Engine-level counts that no audit record carries. */
+export interface EngineStats {
+  /** Passive data ports with a listener open now (waiting for the client's data connection). */
+  passivePortsInUse: number;
+  /** Size of the configured passive port range; 0 when the system picks any free port. */
+  passivePortRangeSize: number;
+  /** Passive requests (PASV/EPSV) refused since start because every port of the range was taken. */
+  passivePortsExhausted: number;
 }
 
 /** One open connection as the lifecycle sees it. */
@@ -97,4 +109,6 @@ export interface EngineHooks {
   refusal?(client: string | undefined): string | undefined;
   /** Called once when a connection has closed. */
   onSessionClosed(session: EngineSession): void;
+  /** Called with the code of every reply sent on a control connection (kept cheap: it runs per reply). */
+  onReply?(code: number): void;
 }

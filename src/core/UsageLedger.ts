@@ -177,6 +177,11 @@ export class UsageLedger {
     return pending;
   }
 
+  /** The user's stored bytes and files as last measured and kept current; undefined before the first measurement. */
+  usageOf(user: string): StorageUsage | undefined {
+    return this.records.get(user);
+  }
+
   /** Stops tracking a user without a quota (their record is dropped). */
   forget(user: string): void {
     if (this.measuring.has(user)) return;

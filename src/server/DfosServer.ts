@@ -19,6 +19,11 @@ import { StorageError, type StorageBackend, type UserStorage } from '../storage/
 import { TlsCredentials, type TlsReloadResult } from '../tls/TlsCredentials.js';
 import { TlsCredentialsError } from '../tls/TlsCredentialsError.js';
 import { UserStore, type ReloadResult, type UserRecord } from '../users/UserStore.js';
+import { AdminServer } from '../ops/AdminServer.js';
+import { adminRoutes, type Readiness } from '../ops/adminRoutes.js';
+import { readAdminToken } from '../ops/adminToken.js';
+import { ServerMetrics, type QuotaUsage } from '../ops/ServerMetrics.js';
+import { formatListenAddress, parseListenAddress } from '../util/listenAddress.js';
 
 /**
  * The FTPS settings for `--tls on|required`: the operator's certificate or the generated
@@ -80,8 +85,33 @@ function openXferLog(config: ServerConfig): XferLog | undefined {
   return config.xferlog === undefined ? undefined : new XferLog(resolve(config.xferlog), rotationOf(config));
 }
 
+/** Every user with a byte or file quota: limits, and usage once measured. */
+function quotaUsage(users: UserStore, usage: UsageLedger): QuotaUsage[] {
+  const quotas: QuotaUsage[] = [];
+  for (const u of users.list()) {
+    if (u.quotaBytes === undefined && u.quotaFiles === undefined) continue;
+    const used = usage.usageOf(u.name);
+    quotas.push({
+      user: u.name,
+      ...(u.quotaBytes !== undefined ? { limitBytes: u.quotaBytes } : {}),
+      ...(u.quotaFiles !== undefined ? { limitFiles: u.quotaFiles } : {}),
+      ...(used ? { used } : {}),
+    });
+  }
+  return quotas;
+}
+
 /** How long aborted transfers get to send their final reply before sockets are cut. */
 const ABORT_SETTLE_MS = 2000;
+
+/** What to do about a failed listen(), for the one-line startup error. */
+function listenHint(err: unknown, portFlag: string, hostFlag: string): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'EADDRINUSE' ? `the port is in use; stop the other server or choose another ${portFlag}`
+    : code === 'EACCES' ? 'permission denied; use a port above 1023 or grant the capability'
+    : code === 'EADDRNOTAVAIL' ? `that address is not on this machine; check ${hostFlag}`
+    : (err as Error).message;
+}
 
 /**
  * A running DFOS server: users from users.json, a storage backend (each user's home is
@@ -91,9 +121,13 @@ const ABORT_SETTLE_MS = 2000;
  */
 export class DfosServer {
   private draining: Promise<void> | undefined;
+  /** shutdown() or abortNow() was called: /readyz answers 503 from then on. */
+  private stopping = false;
   private stopWatching: () => void = () => undefined;
   /** The xferlog (--xferlog), fed by the audit trail; undefined when off. */
   private xferLog: XferLog | undefined;
+  /** The admin HTTP listener (/metrics, /healthz, /readyz); undefined with `--admin-listen off`. */
+  private admin: AdminServer | undefined;
 
   private constructor(
     /** The running configuration (SIGHUP changes its reloadable keys). */
@@ -122,6 +156,7 @@ export class DfosServer {
     loggers: Loggers = createLoggers({ logDir: config.logDir, level: config.logLevel, console: config.console, rotation: rotationOf(config) }),
   ): Promise<DfosServer> {
     const { log, auditLog } = loggers;
+    const adminToken = config.adminTokenFile === undefined ? undefined : await readAdminToken(resolve(config.adminTokenFile));
     const users = await UserStore.load(resolve(config.users));
     const tls = await loadTls(config, loggers);
     const storage = createStorageBackend(config);
@@ -139,10 +174,22 @@ export class DfosServer {
     });
     const usage = await UsageLedger.open({ file: usageFilePath(resolve(config.stateDir)), log });
     let server: DfosServer | undefined;
+    // Read at each scrape, which can only come once everything below exists.
+    const metrics = config.adminListen === 'off' ? undefined : new ServerMetrics({
+      sessions: () => {
+        const sessions = engine.sessions();
+        return { open: sessions.length, transferring: sessions.filter((s) => s.busy).length };
+      },
+      engine: () => engine.stats(),
+      bansActive: () => defender.list().length,
+      quotas: () => quotaUsage(users, usage),
+    });
+    if (metrics) audit.listen((event) => metrics.observe(event));
     const hooks: EngineHooks = {
       login: (session, username, password, describe) => server!.login(session, username, password, describe),
       onSessionClosed: (session) => server?.logout(session),
       refusal: (client) => defender.refusal(client),
+      ...(metrics ? { onReply: (code: number) => metrics.reply(code) } : {}),
     };
     const engine = new FtpEngine({
       host: config.host,
@@ -162,18 +209,28 @@ export class DfosServer {
     try {
       bound = await engine.listen();
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const hint =
-        code === 'EADDRINUSE' ? 'the port is in use; stop the other server or choose another --port'
-        : code === 'EACCES' ? 'permission denied; use a port above 1023 or grant the capability'
-        : code === 'EADDRNOTAVAIL' ? 'that address is not on this machine; check --host'
-        : (err as Error).message;
       defender.stop();
-      throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${hint}`);
+      throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${listenHint(err, '--port', '--host')}`);
     }
     server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender, usage);
     server.xferLog = openXferLog(config);
     audit.listen((event) => server!.xferLog?.record(event));
+    const listen = config.adminListen === 'off' ? undefined : parseListenAddress(config.adminListen);
+    if (listen && metrics) {
+      try {
+        server.admin = await AdminServer.listen({
+          listen,
+          ...(adminToken !== undefined ? { token: adminToken } : {}),
+          routes: adminRoutes({ metrics, readiness: () => server!.readiness() }),
+          log,
+        });
+      } catch (err) {
+        engine.destroyAll();
+        defender.stop();
+        const hint = (err as NodeJS.ErrnoException).code ? listenHint(err, '--admin-listen (or off)', '--admin-listen') : (err as Error).message;
+        throw new Error(`Cannot listen on ${formatListenAddress(listen)} for the admin listener: ${hint}`);
+      }
+    }
     server.stopWatching = users.watch((result) => server!.logReload(result, 'users.json changed'));
     log.info('DFOS listening', {
       host: bound.address,
@@ -182,8 +239,20 @@ export class DfosServer {
       storage: storage.description,
       users: users.size,
       tls: tls ? tls.mode : 'off',
+      admin: server.admin ? server.admin.url : 'off',
+      ...(server.admin && adminToken !== undefined ? { adminToken: 'required' } : {}),
     });
     return server;
+  }
+
+  /** The admin listener's bound address (port resolved when 0 was asked); undefined when it is off. */
+  get adminAddress(): { host: string; port: number } | undefined {
+    return this.admin?.address;
+  }
+
+  /** 'ready' while the FTP listener accepts; 'draining' from the moment shutdown() is called. */
+  readiness(): Readiness {
+    return this.stopping ? 'draining' : 'ready';
   }
 
   /**
@@ -283,18 +352,23 @@ export class DfosServer {
     return this.engine.sessions().length;
   }
 
+
   /**
    * Graceful shutdown: stop accepting at once; idle sessions get 421 and are closed;
    * running transfers get up to `graceMs` to finish (then 226 and 421); after that they
-   * are aborted (uploads discarded) and their sessions get 421. Flushes the logs.
+   * are aborted (uploads discarded) and their sessions get 421. Flushes the logs. /readyz
+   * answers 503 before the FTP listener closes; the admin listener closes last.
    */
   shutdown(graceMs = this.config.shutdownGrace * 1000): Promise<void> {
+    this.stopping = true;
     this.draining ??= this.drain(graceMs);
     return this.draining;
   }
 
   /** Immediate stop (second signal): cut every connection; uploads in flight are discarded. */
   abortNow(): void {
+    this.stopping = true;
+    void this.admin?.close();
     this.stopWatching();
     this.defender.stop();
     for (const session of this.engine.sessions()) session.abortTransfer('server stopped');
@@ -322,6 +396,7 @@ export class DfosServer {
     await this.storage.close();
     await this.usage.flush();
     await this.defender.settled();
+    await this.admin?.close();
     log.info('Shutdown complete', { forced: left });
     await Promise.all([this.loggers.close(), this.xferLog?.close()]);
   }

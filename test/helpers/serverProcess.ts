@@ -46,6 +46,8 @@ export interface ServerProcess extends ServerDirs {
   /** The control port it listens on (parsed from its "DFOS listening" line). */
   port: number;
   host: string;
+  /** The admin listener's base URL (`http://127.0.0.1:N`), from the same line; undefined when off. */
+  adminUrl: string | undefined;
   /** Everything written on stdout / stderr so far. */
   stdout(): string;
   stderr(): string;
@@ -111,7 +113,7 @@ export function nonEmptyLines(text: string): string[] {
 
 /**
  * Spawns `node dist/dfos.cjs serve` on 127.0.0.1 port 0 with temporary storage, users and
- * logs, and waits (bounded) until it logs "DFOS listening ... port=N".
+ * logs, the admin listener on 127.0.0.1 port 0, and waits (bounded) until it logs "DFOS listening ... port=N".
  */
 export async function spawnServer(options: SpawnOptions = {}): Promise<ServerProcess> {
   const dirs = options.dirs ?? (await makeServerDirs(options.users));
@@ -128,6 +130,8 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
         '--auth-fail-delay', '0.05',
         // Many tests fail logins on purpose; the defender has its own tests (later flags win).
         '--ban-threshold', '0',
+        // Tests run in parallel: never the fixed default 127.0.0.1:9121.
+        '--admin-listen', '127.0.0.1:0',
       ];
   const child = spawn(process.execPath, [CLI, 'serve', ...defaults, ...(options.args ?? [])], {
     cwd: dirs.dir,
@@ -150,6 +154,7 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
     child,
     port: 0,
     host: '127.0.0.1',
+    adminUrl: undefined,
     stdout: () => out,
     stderr: () => err,
     exited,
@@ -181,6 +186,8 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
       proc.port = Number(m[1]);
       const h = /DFOS listening\b.*?\bhost=(\S+)/.exec(stripAnsi(out));
       if (h) proc.host = h[1]!;
+      const admin = /DFOS listening\b.*?\badmin=(http\S+)/.exec(stripAnsi(out));
+      if (admin) proc.adminUrl = admin[1]!;
       return proc;
     }
     if (exitInfo !== undefined || Date.now() > deadline) {

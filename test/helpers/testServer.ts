@@ -52,7 +52,7 @@ export async function writeUsersFile(file: string, users: TestUser[]): Promise<v
 /**
  * Starts a server for one test. Defaults: host 127.0.0.1, port 0, passive ports chosen
  * by the system, users alice/alice-pw and bob/bob-pw, a 50 ms auth failure delay, no
- * connection caps and no banning.
+ * connection caps, no banning and no admin listener.
  */
 export async function startTestServer(
   options: { users?: TestUser[]; config?: ServerConfigInput } = {},
@@ -84,6 +84,8 @@ export async function startTestServer(
     maxLoginAttempts: 0,
     // Many tests fail logins on purpose from 127.0.0.1; the defender has its own tests.
     banThreshold: 0,
+    // No admin listener (tests run in parallel; 9121 would collide): the ops tests ask for 127.0.0.1:0.
+    adminListen: 'off',
     ...options.config,
   });
   const server = await DfosServer.start(config);

@@ -24,8 +24,14 @@ export interface DataChannelOptions {
 /**
  * Picks passive ports from the whole configured range: a random start, every port tried
  * once (ftp-srv probed 5 sequential ports and then gave up). 0–0 lets the system choose.
+ * It also knows how many of its listeners are open and how often the range was full,
+ * for the metrics.
  */
 export class PassivePortAllocator {
+  /** Listeners it opened that have not emitted 'close' yet (some may be closing). */
+  private readonly open = new Set<Server>();
+  private exhausted = 0;
+
   constructor(
     private readonly min: number,
     private readonly max: number,
@@ -33,19 +39,35 @@ export class PassivePortAllocator {
 
   /** Makes `server` listen on a free port of the range; returns the port. */
   async listen(server: Server, host: string): Promise<number> {
-    if (this.min === 0 && this.max === 0) return listenOn(server, 0, host);
+    if (this.min === 0 && this.max === 0) return this.track(server, await listenOn(server, 0, host));
     const size = this.max - this.min + 1;
     const start = randomInt(size);
     for (let i = 0; i < size; i++) {
       const port = this.min + ((start + i) % size);
       try {
-        return await listenOn(server, port, host);
+        return this.track(server, await listenOn(server, port, host));
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'EADDRINUSE' && code !== 'EACCES') throw err;
       }
     }
+    this.exhausted++;
     throw new Error(`all ${size} passive ports are in use`);
+  }
+
+  /** Ports with a listener open now, the range's size (0: any port), and how often it was full. */
+  stats(): { inUse: number; total: number; exhausted: number } {
+    let inUse = 0;
+    // A closed listener stops listening at once but emits 'close' only after its accepted
+    // connection ends: count the ones still listening.
+    for (const server of this.open) if (server.listening) inUse++;
+    return { inUse, total: this.min === 0 && this.max === 0 ? 0 : this.max - this.min + 1, exhausted: this.exhausted };
+  }
+
+  private track(server: Server, port: number): number {
+    this.open.add(server);
+    server.once('close', () => this.open.delete(server));
+    return port;
   }
 }
 

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type winston from 'winston';
-import type { EngineHooks, EngineSettings, ProtocolEngine } from '../../core/ProtocolEngine.js';
+import type { EngineHooks, EngineSettings, EngineStats, ProtocolEngine } from '../../core/ProtocolEngine.js';
 import type { StorageCapabilities } from '../../storage/StorageBackend.js';
 import type { TlsSettings } from '../../tls/TlsSettings.js';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
@@ -190,6 +190,12 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     this.stopAccepting();
   }
 
+  /** Passive ports in use and the range's size, for the metrics. */
+  stats(): EngineStats {
+    const ports = this.ports.stats();
+    return { passivePortsInUse: ports.inUse, passivePortRangeSize: ports.total, passivePortsExhausted: ports.exhausted };
+  }
+
   /**
    * The reason a new connection from `client` is refused, or undefined: over the server's
    * cap, or over the cap for one address (a client hammering connections cannot take the
@@ -212,6 +218,7 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     connection.reply = () => Promise.resolve();
     this.options.log.info('Connection refused', { client: normaliseAddress(socket.remoteAddress), reason });
     socket.on('error', () => undefined);
+    this.options.hooks.onReply?.(421);
     socket.end(`421 ${reason}\r\n`);
     setTimeout(() => socket.destroy(), 2000).unref();
   }
@@ -227,7 +234,12 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     // reply written while the previous one is unacknowledged waits for the client's
     // delayed ACK (~40 ms), e.g. 331 then 230 for a pipelined USER + PASS.
     connection.commandSocket.setNoDelay(true);
-    const session = new Session(connection, { ...this.options.session, tls: this.options.tls, refusal: (c) => this.options.hooks.refusal?.(c) });
+    const session = new Session(connection, {
+      ...this.options.session,
+      tls: this.options.tls,
+      refusal: (c) => this.options.hooks.refusal?.(c),
+      onReply: this.options.hooks.onReply,
+    });
     if (connection.commandSocket instanceof TLSSocket) {
       // Implicit FTPS: the control connection is TLS already, data connections always are.
       const secure = connection.commandSocket as TLSSocket & { dfosContext?: SecureContext };

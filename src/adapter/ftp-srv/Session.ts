@@ -26,6 +26,8 @@ export interface SessionContext {
   maxLoginAttempts?: number;
   /** Why this client must now be disconnected (e.g. banned), asked after a failed login. */
   refusal?: (client: string | undefined) => string | undefined;
+  /** Told the code of every reply sent on the control connection (reply-class metrics). */
+  onReply?: (code: number) => void;
 }
 
 const sessions = new WeakMap<FtpConnection, Session>();
@@ -98,6 +100,7 @@ export class Session implements EngineSession {
       // A data command's final reply (2xx–5xx) ends the transfer for the client: a STAT or
       // ABOR it sends next is about no transfer, even if the handler is still tidying up.
       const code = typeof options === 'number' ? options : (options as { code?: number } | undefined)?.code;
+      if (code !== undefined && (typeof options === 'number' || !options.socket)) context.onReply?.(code);
       if (this.busy && code !== undefined && code >= 200) {
         this.busy = false;
         this.transferDirective = undefined;
@@ -226,6 +229,7 @@ export class Session implements EngineSession {
     const data = this.connection.connector?.dataSocket;
     const bytes = data ? data.bytesRead + data.bytesWritten : 0;
     // Sent past the counting wrapper: this 213 belongs to no queued command and must not end the transfer.
+    this.context.onReply?.(213);
     return this.sendReply(213, [`Status: ${this.transferDirective ?? 'transfer'} in progress, ${bytes} bytes so far`]);
   }
 
