@@ -10,6 +10,8 @@ export interface AdminResponse {
   body: string;
   /** Default: plain UTF-8 text. */
   contentType?: string;
+  /** Extra response headers (e.g. a Content-Security-Policy). */
+  headers?: Record<string, string>;
 }
 
 /** One path of the admin listener (GET and HEAD). */
@@ -100,7 +102,7 @@ export class AdminServer {
   private async serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const path = (request.url ?? '/').split('?', 1)[0]!;
     const route = this.routes.get(path);
-    let answer: AdminResponse & { headers?: Record<string, string> };
+    let answer: AdminResponse;
     if (!route) {
       answer = { status: 404, body: `no such page; try ${[...this.routes.keys()].sort().join(', ')}\n` };
     } else if (request.method !== 'GET' && request.method !== 'HEAD') {

@@ -1,3 +1,5 @@
+import type { StatusBoard } from '../status/StatusBoard.js';
+import { renderStatusPage, STATUS_CSP, STATUS_PATHS, STATUS_SCRIPT, STATUS_STYLE } from '../status/statusPage.js';
 import type { AdminRoute } from './AdminServer.js';
 import type { ServerMetrics } from './ServerMetrics.js';
 
@@ -8,6 +10,8 @@ export type Readiness = 'ready' | 'draining';
 export interface AdminRouteSources {
   metrics: ServerMetrics;
   readiness(): Readiness;
+  /** The live status page's data, and the node's name in its title. */
+  status: { board: StatusBoard; title: string };
 }
 
 /**
@@ -15,8 +19,10 @@ export interface AdminRouteSources {
  * (200 while the process serves HTTP at all: liveness) and `/readyz` (200 only while the
  * FTP listener accepts and the server is not draining, 503 otherwise, so a load balancer
  * stops sending new clients the moment shutdown begins). The two health pages are public
- * (they reveal nothing but up/ready); /metrics needs the token when there is one. A new
- * page is one more entry here (or an AdminServer.route() call).
+ * (they reveal nothing but up/ready); /metrics needs the token when there is one. The
+ * live status page is `/` (HTML), `/status.js`, `/status.css` and `/api/status` (JSON),
+ * all behind the token when there is one. A new page is one more entry here (or an
+ * AdminServer.route() call).
  */
 export function adminRoutes(sources: AdminRouteSources): Record<string, AdminRoute> {
   return {
@@ -25,6 +31,23 @@ export function adminRoutes(sources: AdminRouteSources): Record<string, AdminRou
         const { contentType, text } = await sources.metrics.exposition();
         return { status: 200, body: text, contentType };
       },
+    },
+    [STATUS_PATHS.page]: {
+      handle: () => ({
+        status: 200,
+        body: renderStatusPage(sources.status.board.snapshot(), sources.status.title),
+        contentType: 'text/html; charset=utf-8',
+        headers: PAGE_HEADERS,
+      }),
+    },
+    [STATUS_PATHS.script]: {
+      handle: () => ({ status: 200, body: STATUS_SCRIPT, contentType: 'text/javascript; charset=utf-8', headers: PAGE_HEADERS }),
+    },
+    [STATUS_PATHS.style]: {
+      handle: () => ({ status: 200, body: STATUS_STYLE, contentType: 'text/css; charset=utf-8', headers: PAGE_HEADERS }),
+    },
+    [STATUS_PATHS.json]: {
+      handle: () => ({ status: 200, body: JSON.stringify(sources.status.board.snapshot()), contentType: 'application/json; charset=utf-8', headers: PAGE_HEADERS }),
     },
     '/healthz': {
       public: true,
@@ -39,3 +62,6 @@ export function adminRoutes(sources: AdminRouteSources): Record<string, AdminRou
     },
   };
 }
+
+/** Headers of the status page's parts: nothing inline runs, nothing is framed or sniffed. */
+const PAGE_HEADERS = { 'Content-Security-Policy': STATUS_CSP, 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer' };

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerConfig } from '../config/serverConfig.js';
@@ -6,6 +7,7 @@ import { FileSession, type DescribeOutcome } from '../core/FileSession.js';
 import type { EngineHooks, EngineSession, ProtocolEngine } from '../core/ProtocolEngine.js';
 import { SessionAudit } from '../core/SessionAudit.js';
 import { Defender } from '../core/Defender.js';
+import { StatusBoard } from '../status/StatusBoard.js';
 import { QuotaPolicy, type QuotaLimits } from '../core/QuotaPolicy.js';
 import { UsageLedger, usageFilePath } from '../core/UsageLedger.js';
 import { bansFilePath } from '../core/bansFile.js';
@@ -124,6 +126,8 @@ export class DfosServer {
   /** shutdown() or abortNow() was called: /readyz answers 503 from then on. */
   private stopping = false;
   private stopWatching: () => void = () => undefined;
+  /** Stops the status page's sampling (set when the admin listener runs). */
+  private stopBoard: () => void = () => undefined;
   /** The xferlog (--xferlog), fed by the audit trail; undefined when off. */
   private xferLog: XferLog | undefined;
   /** The admin HTTP listener (/metrics, /healthz, /readyz); undefined with `--admin-listen off`. */
@@ -217,14 +221,19 @@ export class DfosServer {
     audit.listen((event) => server!.xferLog?.record(event));
     const listen = config.adminListen === 'off' ? undefined : parseListenAddress(config.adminListen);
     if (listen && metrics) {
+      const board = new StatusBoard({ sessions: () => engine.sessions() });
+      audit.listen((event) => board.observe(event));
+      board.start();
+      server.stopBoard = () => board.stop();
       try {
         server.admin = await AdminServer.listen({
           listen,
           ...(adminToken !== undefined ? { token: adminToken } : {}),
-          routes: adminRoutes({ metrics, readiness: () => server!.readiness() }),
+          routes: adminRoutes({ metrics, readiness: () => server!.readiness(), status: { board, title: `${hostname()} ftp ${bound.address}:${bound.port}` } }),
           log,
         });
       } catch (err) {
+        board.stop();
         engine.destroyAll();
         defender.stop();
         const hint = (err as NodeJS.ErrnoException).code ? listenHint(err, '--admin-listen (or off)', '--admin-listen') : (err as Error).message;
@@ -370,6 +379,7 @@ export class DfosServer {
     this.stopping = true;
     void this.admin?.close();
     this.stopWatching();
+    this.stopBoard();
     this.defender.stop();
     for (const session of this.engine.sessions()) session.abortTransfer('server stopped');
     this.engine.destroyAll();
@@ -379,6 +389,7 @@ export class DfosServer {
     const { log } = this.loggers;
     this.engine.stopAccepting();
     this.stopWatching();
+    this.stopBoard();
     this.defender.stop();
     const sessions = this.engine.sessions();
     const busy = sessions.filter((s) => s.busy).length;
