@@ -91,6 +91,13 @@ const SERVE_FLAGS: readonly ServeFlag[] = [
   { key: 'banTimeMax', flag: 'ban-time-max', arg: '<seconds>', help: 'longest ban', kind: 'seconds' },
   { key: 'banAllow', flag: 'ban-allow', arg: '<cidr,...>', help: 'addresses or CIDR ranges never banned', kind: 'string' },
   {
+    key: 'rateTotal',
+    flag: 'rate-total',
+    arg: '<bytes/s>',
+    help: 'cap for all users together, on uploads and separately on downloads, e.g. 100MiB (0: no cap)',
+    kind: 'string',
+  },
+  {
     key: 'authFailDelay',
     flag: 'auth-fail-delay',
     arg: '<seconds>',

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isDnsName } from '../tls/certificateNames.js';
 import { cidrProblem } from '../core/AllowList.js';
+import { parseByteSize } from '../util/byteSize.js';
 
 /** Log levels accepted by `--log-level`; `trace` also shows ftp-srv's per-command tracing. */
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -25,6 +26,8 @@ function certNames(value: string | readonly string[]): string[] {
   return list.map((n) => n.trim()).filter((n) => n !== '');
 }
 const certNameOk = (n: string) => isIP(n) !== 0 || isDnsName(n);
+
+const RATE_TOTAL_RULE = 'rate-total must be a rate in bytes per second such as 512KiB or 100MiB, or 0 for no cap';
 
 const port = (what: string) =>
   z.coerce
@@ -126,6 +129,14 @@ export const serverConfigSchema = z
       .default('required'),
     /** A second control port speaking TLS from the first byte (implicit FTPS); 0 or absent: none. */
     implicitTlsPort: port('implicit-tls-port').optional(),
+    /**
+     * Bytes/s for all users together, for uploads and separately for downloads (listings and
+     * previews included); 0: no cap. A number, or a size with units such as 100MiB.
+     */
+    rateTotal: z
+      .union([z.number(), z.string().transform((text) => parseByteSize(text) ?? Number.NaN)], { error: RATE_TOTAL_RULE })
+      .pipe(z.number({ error: RATE_TOTAL_RULE }).int(RATE_TOTAL_RULE).min(0, RATE_TOTAL_RULE))
+      .default(0),
     /** Write console logs (human-readable). Tests and embedded use turn it off. */
     console: z.boolean().default(true),
   })

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type winston from 'winston';
 import type { AuditAction } from '../logging/AuditLog.js';
 import { StorageError, type ReadHandle, type StorageCapabilities, type StorageEntry, type UserStorage, type WriteSink } from '../storage/StorageBackend.js';
+import { UNSHAPED, type SessionBandwidth } from './Bandwidth.js';
 import { resolveClientPath } from './clientPath.js';
 import type { SessionAudit } from './SessionAudit.js';
 
@@ -21,6 +22,8 @@ export interface FileSessionOptions {
   audit: SessionAudit;
   log: winston.Logger;
   describe: DescribeOutcome;
+  /** The user's rate shapers (default: none). */
+  bandwidth?: SessionBandwidth;
 }
 
 /** A download in progress: send `handle`'s bytes, then call finish() exactly once. */
@@ -56,11 +59,17 @@ export class FileSession {
   readonly user: string;
   readonly readOnly: boolean;
   readonly capabilities: StorageCapabilities;
+  /**
+   * The shapers the protocol sends this session's bytes through: `up` for uploads, `down`
+   * for downloads, listings and previews (shared with the user's other sessions).
+   */
+  readonly bandwidth: SessionBandwidth;
 
   constructor(private readonly options: FileSessionOptions) {
     this.user = options.user;
     this.readOnly = options.readOnly;
     this.capabilities = options.capabilities;
+    this.bandwidth = options.bandwidth ?? UNSHAPED;
   }
 
   /** Current directory as the client sees it. */

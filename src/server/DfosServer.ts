@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerConfig } from '../config/serverConfig.js';
 import { FtpEngine } from '../adapter/ftp-srv/FtpEngine.js';
+import { Bandwidth } from '../core/Bandwidth.js';
 import { FileSession, type DescribeOutcome } from '../core/FileSession.js';
 import type { EngineHooks, EngineSession, ProtocolEngine } from '../core/ProtocolEngine.js';
 import { SessionAudit } from '../core/SessionAudit.js';
@@ -91,6 +92,8 @@ export class DfosServer {
     readonly tls: TlsCredentials | undefined,
     /** Bans addresses after repeated failed logins (persisted in <state-dir>/bans.json). */
     readonly defender: Defender,
+    /** Per-user rates and the server-wide cap (`--rate-total`). */
+    private readonly bandwidth: Bandwidth,
   ) {}
 
   /**
@@ -147,8 +150,9 @@ export class DfosServer {
       defender.stop();
       throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${hint}`);
     }
-    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender);
-    server.stopWatching = users.watch((result) => server!.logReload(result, 'users.json changed'));
+    const bandwidth = new Bandwidth(config.rateTotal);
+    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender, bandwidth);
+    server.stopWatching = users.watch((result) => server!.usersReloaded(result, 'users.json changed'));
     log.info('DFOS listening', {
       host: bound.address,
       port: bound.port,
@@ -156,6 +160,7 @@ export class DfosServer {
       storage: storage.description,
       users: users.size,
       tls: tls ? tls.mode : 'off',
+      ...(config.rateTotal > 0 ? { rateTotal: config.rateTotal } : {}),
     });
     return server;
   }
@@ -188,7 +193,7 @@ export class DfosServer {
   /** Re-reads users.json (SIGHUP); an invalid file is logged and the old users stay. */
   async reloadUsers(): Promise<ReloadResult> {
     const result = await this.users.reload();
-    this.logReload(result, 'SIGHUP');
+    this.usersReloaded(result, 'SIGHUP');
     return result;
   }
 
@@ -297,7 +302,8 @@ export class DfosServer {
       throw unavailable;
     }
     audit.record(user, { action: 'login', result: 'ok', code: describe('login').code, durationMs: Date.now() - started, tls: session.tls });
-    return new FileSession({ user, readOnly: result.user.readOnly, storage, capabilities: this.storage.capabilities, audit, log: this.loggers.log, describe });
+    const bandwidth = this.bandwidth.forUser(result.user);
+    return new FileSession({ user, readOnly: result.user.readOnly, storage, capabilities: this.storage.capabilities, audit, log: this.loggers.log, describe, bandwidth });
   }
 
   /** The logout record of a session that had logged in: how long, and how it ended. */
@@ -307,8 +313,13 @@ export class DfosServer {
     new SessionAudit(this.audit, session).record(session.user, { action: 'logout', result: 'ok', durationMs: Date.now() - session.startedAt, code: ending.code, reason: ending.reason });
   }
 
-  private logReload(result: ReloadResult, why: string): void {
-    if (result.ok) this.loggers.log.info('Users reloaded', { why, users: result.count });
-    else this.loggers.log.error('Users file invalid; keeping the previous users', { why, error: result.error.message });
+  /** Logs a users.json reload; a good one also brings the users' new rates into force. */
+  private usersReloaded(result: ReloadResult, why: string): void {
+    if (!result.ok) {
+      this.loggers.log.error('Users file invalid; keeping the previous users', { why, error: result.error.message });
+      return;
+    }
+    this.bandwidth.update(this.users.list());
+    this.loggers.log.info('Users reloaded', { why, users: result.count });
   }
 }

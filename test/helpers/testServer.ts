@@ -5,15 +5,15 @@ import { Client } from 'basic-ftp';
 import { parseServerConfig, type ServerConfigInput } from '../../src/config/serverConfig.js';
 import { DfosServer } from '../../src/server/DfosServer.js';
 import { hashPassword } from '../../src/users/passwordHash.js';
+import { USER_LIMIT_KEYS, type UserLimitKey } from '../../src/users/usersFormat.js';
 
-/** A user for a test server. */
-export interface TestUser {
+/** A user for a test server, with any users.json limits (maxSessions, rateDown…). */
+export interface TestUser extends Partial<Record<UserLimitKey, number>> {
   name: string;
   password: string;
   readOnly?: boolean;
   localOnly?: boolean;
   requireTls?: boolean;
-  maxSessions?: number;
 }
 
 /** A real DFOS server on an ephemeral loopback port with temporary storage and logs. */
@@ -42,7 +42,7 @@ export async function writeUsersFile(file: string, users: TestUser[]): Promise<v
       readOnly: u.readOnly ?? false,
       localOnly: u.localOnly ?? false,
       ...(u.requireTls ? { requireTls: true } : {}),
-      ...(u.maxSessions !== undefined ? { maxSessions: u.maxSessions } : {}),
+      ...Object.fromEntries(USER_LIMIT_KEYS.filter((k) => u[k] !== undefined).map((k) => [k, u[k]])),
     };
   }
   await writeFile(file, JSON.stringify({ users: entries }, null, 2));

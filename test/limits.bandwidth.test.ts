@@ -1,0 +1,212 @@
+import test, { type ExecutionContext } from 'ava';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { Client } from 'basic-ftp';
+import { RateShaper, BURST_SECONDS } from '../src/core/RateShaper.js';
+import { formatByteSize } from '../src/util/byteSize.js';
+import { collector, runCli, sameBytes } from './helpers/clientFixtures.js';
+import { rawList } from './helpers/dataTransfer.js';
+import { RawFtp, REPLY_MS } from './helpers/rawFtp.js';
+import { startTestServer, writeUsersFile, type TestServer, type TestUser } from './helpers/testServer.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const MiB = 1024 * 1024;
+const KiB = 1024;
+
+/** Runs `run` and returns its value with the seconds it took. */
+async function timed<T>(run: () => Promise<T>): Promise<{ value: T; seconds: number }> {
+  const started = performance.now();
+  const value = await run();
+  return { value, seconds: (performance.now() - started) / 1000 };
+}
+
+/** The measured rate (`bytes` in `seconds`) is within 10% of `limit`; logs it for the record. */
+function withinTenPercent(t: ExecutionContext, what: string, bytes: number, seconds: number, limit: number): void {
+  const rate = bytes / seconds;
+  const off = (rate - limit) / limit;
+  const line = `${what}: ${formatByteSize(Math.round(rate))}/s for a limit of ${formatByteSize(limit)}/s (${bytes} bytes in ${seconds.toFixed(2)} s, ${(off * 100).toFixed(1)}%)`;
+  t.log(line);
+  t.true(Math.abs(off) <= 0.1, line);
+}
+
+/** A server with `users`; each `files` entry is stored in that user's home beforehand. */
+async function bandwidthServer(t: ExecutionContext, users: TestUser[], files: Record<string, Buffer> = {}, config = {}): Promise<TestServer> {
+  const srv = await startTestServer({ users, config });
+  t.teardown(() => srv.stop());
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(join(srv.storage, path, '..'), { recursive: true });
+    await writeFile(join(srv.storage, path), content);
+  }
+  return srv;
+}
+
+/** Downloads `path` into memory; resolves with the bytes. */
+async function download(client: Client, path: string): Promise<Buffer> {
+  const sink = collector();
+  await client.downloadTo(sink, path);
+  return sink.bytes();
+}
+
+// Serial (run before the others): the server tests' start-ups would hold up its timers.
+test.serial('the bucket paces evenly: no long gap between grants, no burst at the start, the rate within 10%', async (t) => {
+  const rate = 256 * KiB;
+  const shaper = new RateShaper(undefined, rate);
+  const grants: { at: number; bytes: number }[] = [];
+  const started = performance.now();
+  await shaper.take(768 * KiB, (start, end) => {
+    grants.push({ at: performance.now() - started, bytes: end - start });
+    return true;
+  });
+  const seconds = (performance.now() - started) / 1000;
+  withinTenPercent(t, 'take(768 KiB)', 768 * KiB, seconds, rate);
+  // A chunk is a quarter of the 100 ms burst: one every 25 ms. Stop-and-go per second would leave ~1 s gaps.
+  const chunkMs = (rate * BURST_SECONDS) / 4 / (rate / 1000);
+  const gaps = grants.slice(1).map((g, i) => g.at - grants[i]!.at);
+  const longest = Math.max(...gaps);
+  t.log(`${grants.length} grants, one every ${chunkMs} ms; longest gap ${longest.toFixed(1)} ms`);
+  t.true(longest < chunkMs * 4, `longest gap ${longest.toFixed(1)} ms`);
+  const early = grants.filter((g) => g.at <= 500).reduce((n, g) => n + g.bytes, 0);
+  t.true(early <= rate * 0.5 + rate * BURST_SECONDS, `${early} bytes granted in the first 0.5 s`);
+});
+
+test.serial('shapers under one cap share it evenly and together keep to it', async (t) => {
+  const cap = new RateShaper(undefined, 512 * KiB);
+  const own = new RateShaper(cap, 10 * MiB); // its own rate is above the cap: the cap decides
+  const none = new RateShaper(cap);
+  t.true(none.limited);
+  t.false(new RateShaper(new RateShaper()).limited);
+  const started = performance.now();
+  const seconds = await Promise.all([own, none].map(async (s) => {
+    await s.take(512 * KiB);
+    return (performance.now() - started) / 1000;
+  }));
+  withinTenPercent(t, 'two shapers under a cap, together', MiB, Math.max(...seconds), 512 * KiB);
+  t.log(`finished after ${seconds.map((s) => s.toFixed(2)).join(' s and ')} s`);
+  t.true(Math.min(...seconds) > 0.8 * Math.max(...seconds), 'neither took the cap for itself');
+});
+
+test('rateDown: a download runs at the user\'s rate; a user without limits is not slowed', async (t) => {
+  const content = randomBytes(3 * MiB);
+  const srv = await bandwidthServer(t, [{ name: 'dora', password: 'dora-pw', rateDown: MiB }, { name: 'alice', password: 'alice-pw' }], {
+    'dora/big.bin': content,
+    'alice/big.bin': content,
+  });
+  const [dora, alice] = await Promise.all([srv.client('dora'), srv.client('alice')]);
+  const limited = await timed(() => download(dora, 'big.bin'));
+  sameBytes(t, limited.value, content);
+  withinTenPercent(t, 'RETR at rateDown 1 MiB/s', content.length, limited.seconds, MiB);
+  const free = await timed(() => download(alice, 'big.bin'));
+  sameBytes(t, free.value, content);
+  t.log(`unlimited user: ${formatByteSize(Math.round(content.length / free.seconds))}/s`);
+});
+
+test('rateUp: an upload runs at the user\'s rate', async (t) => {
+  const content = randomBytes(3 * MiB);
+  const srv = await bandwidthServer(t, [{ name: 'ulla', password: 'ulla-pw', rateUp: MiB }]);
+  const client = await srv.client('ulla');
+  const up = await timed(() => client.uploadFrom(Readable.from([content]), 'up.bin'));
+  withinTenPercent(t, 'STOR at rateUp 1 MiB/s', content.length, up.seconds, MiB);
+  sameBytes(t, await readFile(join(srv.storage, 'ulla', 'up.bin')), content);
+});
+
+test('two sessions of one user share the user\'s rate', async (t) => {
+  const content = randomBytes(1.5 * MiB);
+  const srv = await bandwidthServer(t, [{ name: 'dora', password: 'dora-pw', rateDown: MiB }], { 'dora/a.bin': content });
+  const clients = await Promise.all([srv.client('dora'), srv.client('dora')]);
+  const started = performance.now();
+  const seconds = await Promise.all(clients.map(async (c) => {
+    sameBytes(t, await download(c, 'a.bin'), content);
+    return (performance.now() - started) / 1000;
+  }));
+  withinTenPercent(t, 'two parallel RETRs of one user (sum)', 2 * content.length, Math.max(...seconds), MiB);
+  t.true(Math.min(...seconds) > 0.8 * Math.max(...seconds), `each had half: ${seconds.join(', ')} s`);
+});
+
+test('--rate-total caps all users together, uploads and downloads each', async (t) => {
+  const content = randomBytes(1.5 * MiB);
+  const more = randomBytes(2 * MiB);
+  const srv = await bandwidthServer(t, [{ name: 'alice', password: 'alice-pw' }, { name: 'bob', password: 'bob-pw', rateDown: 10 * MiB }], {
+    'alice/a.bin': content,
+    'bob/b.bin': content,
+    'bob/more.bin': more,
+  }, { rateTotal: '1MiB' });
+  const [alice, bob] = await Promise.all([srv.client('alice'), srv.client('bob')]);
+  const both = await timed(() => Promise.all([download(alice, 'a.bin'), download(bob, 'b.bin')]));
+  withinTenPercent(t, 'alice and bob downloading under --rate-total 1MiB (sum)', 2 * content.length, both.seconds, MiB);
+  // The cap is per direction: an upload and a download at once each get all of it.
+  const [up, down] = await Promise.all([timed(() => alice.uploadFrom(Readable.from([more]), 'up.bin')), timed(() => download(bob, 'more.bin'))]);
+  withinTenPercent(t, 'upload under --rate-total 1MiB while another user downloads', more.length, up.seconds, MiB);
+  withinTenPercent(t, 'download under --rate-total 1MiB while another user uploads', more.length, down.seconds, MiB);
+});
+
+test('listings and SITE VIEW previews are shaped by rateDown', async (t) => {
+  const rate = 2 * KiB;
+  // A 1024-byte text file (16 lines of 64 bytes), and a directory whose LIST is about 6 KiB (3 s).
+  const files: Record<string, Buffer> = { 'lena/note.txt': Buffer.from(Array.from({ length: 16 }, () => 'y'.repeat(63) + '\n').join('')) };
+  for (let i = 0; i < 70; i++) files[`lena/dir/file-with-a-rather-long-name-${String(i).padStart(3, '0')}.txt`] = Buffer.alloc(0);
+  const srv = await bandwidthServer(t, [{ name: 'lena', password: 'lena-pw', rateDown: rate }], files);
+  const raw = await RawFtp.login(srv.port, 'lena', 'lena-pw');
+  t.teardown(() => raw.close());
+  const list = await timed(() => rawList(raw, 'dir'));
+  t.is(list.value.code, 226);
+  t.is(list.value.names.length, 70);
+  withinTenPercent(t, 'LIST at rateDown 2 KiB/s', list.value.bytes.length, list.seconds, rate);
+  const views = await timed(async () => {
+    let bytes = 0;
+    for (let i = 0; i < 3; i++) {
+      const reply = await raw.command('SITE VIEW note.txt', REPLY_MS);
+      t.is(reply.code, 200);
+      bytes += Buffer.byteLength(reply.raw);
+    }
+    return bytes;
+  });
+  withinTenPercent(t, 'three SITE VIEWs at rateDown 2 KiB/s', views.value, views.seconds, rate);
+});
+
+test('FTPS: shaped transfers over protected data connections (PROT P), both ways', async (t) => {
+  const content = randomBytes(2 * MiB);
+  const srv = await bandwidthServer(t, [{ name: 'tess', password: 'tess-pw', rateDown: MiB, rateUp: MiB }], { 'tess/big.bin': content });
+  const client = new Client(15_000);
+  t.teardown(() => client.close());
+  const ca = await readFile(join(srv.stateDir, 'tls', 'cert.pem'));
+  await client.access({ host: srv.host, port: srv.port, user: 'tess', password: 'tess-pw', secure: true, secureOptions: { ca, servername: 'localhost' } });
+  const down = await timed(() => download(client, 'big.bin'));
+  sameBytes(t, down.value, content);
+  withinTenPercent(t, 'RETR over TLS at rateDown 1 MiB/s', content.length, down.seconds, MiB);
+  const up = await timed(() => client.uploadFrom(Readable.from([content]), 'up.bin'));
+  withinTenPercent(t, 'STOR over TLS at rateUp 1 MiB/s', content.length, up.seconds, MiB);
+  sameBytes(t, await readFile(join(srv.storage, 'tess', 'up.bin')), content);
+});
+
+test('a users.json reload changes the rate for sessions already logged in, also back to no limit', async (t) => {
+  const content = randomBytes(MiB);
+  const users: TestUser[] = [{ name: 'carl', password: 'carl-pw' }];
+  const srv = await bandwidthServer(t, users, { 'carl/a.bin': content });
+  const client = await srv.client('carl');
+  await writeUsersFile(srv.usersFile, [{ ...users[0]!, rateDown: 512 * KiB }]);
+  t.true((await srv.server.reloadUsers()).ok);
+  const slowed = await timed(() => download(client, 'a.bin'));
+  withinTenPercent(t, 'RETR after a reload set rateDown 512 KiB/s', content.length, slowed.seconds, 512 * KiB);
+  await writeUsersFile(srv.usersFile, users);
+  t.true((await srv.server.reloadUsers()).ok);
+  const free = await timed(() => download(client, 'a.bin'));
+  sameBytes(t, free.value, content);
+  t.true(free.seconds < 1, `after the limit was removed: ${free.seconds.toFixed(2)} s`);
+});
+
+test('--rate-total and DFOS_RATE_TOTAL are validated: exit 2, one line naming the flag', async (t) => {
+  const cases: Array<[string[], Record<string, string>, string]> = [
+    [['--rate-total', 'fast'], {}, 'dfos: --rate-total must be a rate in bytes per second such as 512KiB or 100MiB, or 0 for no cap (got "fast")'],
+    [['--rate-total', '-1MiB'], {}, 'dfos: --rate-total must be a rate in bytes per second such as 512KiB or 100MiB, or 0 for no cap (got "-1MiB")'],
+    [[], { DFOS_RATE_TOTAL: '10 parsecs' }, 'dfos: DFOS_RATE_TOTAL must be a rate in bytes per second such as 512KiB or 100MiB, or 0 for no cap (got "10 parsecs")'],
+  ];
+  const runs = await Promise.all(cases.map(([args, env]) => runCli(CLI, ['serve', ...args], { env })));
+  cases.forEach(([args, env, expected], i) => {
+    const r = runs[i]!;
+    t.is(r.code, 2, `${args.join(' ')} ${JSON.stringify(env)}: ${r.stderr}`);
+    t.deepEqual(r.stderr.split('\n').filter((l) => l !== ''), [expected]);
+  });
+});
