@@ -8,7 +8,7 @@ import { Client } from 'basic-ftp';
 import { RateShaper, BURST_SECONDS } from '../src/core/RateShaper.js';
 import { formatByteSize } from '../src/util/byteSize.js';
 import { collector, runCli, sameBytes } from './helpers/clientFixtures.js';
-import { rawList } from './helpers/dataTransfer.js';
+import { rawList, startRawTransfer } from './helpers/dataTransfer.js';
 import { RawFtp, REPLY_MS } from './helpers/rawFtp.js';
 import { startTestServer, writeUsersFile, type TestServer, type TestUser } from './helpers/testServer.js';
 
@@ -166,7 +166,7 @@ test('listings and SITE VIEW previews are shaped by rateDown', async (t) => {
   withinTenPercent(t, 'three SITE VIEWs at rateDown 2 KiB/s', views.value, views.seconds, rate);
 });
 
-test('FTPS: shaped transfers over protected data connections (PROT P), both ways', async (t) => {
+test('FTPS: shaped transfers and listings over protected data connections (PROT P)', async (t) => {
   const content = randomBytes(2 * MiB);
   const srv = await bandwidthServer(t, [{ name: 'tess', password: 'tess-pw', rateDown: MiB, rateUp: MiB }], { 'tess/big.bin': content });
   const client = new Client(15_000);
@@ -179,6 +179,7 @@ test('FTPS: shaped transfers over protected data connections (PROT P), both ways
   const up = await timed(() => client.uploadFrom(Readable.from([content]), 'up.bin'));
   withinTenPercent(t, 'STOR over TLS at rateUp 1 MiB/s', content.length, up.seconds, MiB);
   sameBytes(t, await readFile(join(srv.storage, 'tess', 'up.bin')), content);
+  t.deepEqual((await client.list()).map((e) => e.name).sort(), ['big.bin', 'up.bin'], 'a shaped MLSD over TLS');
 });
 
 test('a users.json reload changes the rate for sessions already logged in, also back to no limit', async (t) => {
@@ -209,4 +210,26 @@ test('--rate-total and DFOS_RATE_TOTAL are validated: exit 2, one line naming th
     t.is(r.code, 2, `${args.join(' ')} ${JSON.stringify(env)}: ${r.stderr}`);
     t.deepEqual(r.stderr.split('\n').filter((l) => l !== ''), [expected]);
   });
+});
+
+test('ABOR during a shaped download and a shaped upload: 426 then 226 at once, and the session goes on', async (t) => {
+  const content = randomBytes(MiB);
+  const srv = await bandwidthServer(t, [{ name: 'abe', password: 'abe-pw', rateDown: 64 * KiB, rateUp: 64 * KiB }], { 'abe/a.bin': content });
+  const raw = await RawFtp.login(srv.port, 'abe', 'abe-pw');
+  t.teardown(() => raw.close());
+  for (const verb of ['RETR', 'STOR'] as const) {
+    const { data } = await startRawTransfer(raw, verb, verb === 'RETR' ? 'a.bin' : 'up.bin');
+    if (verb === 'STOR') data.write(content);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const aborted = performance.now();
+    const first = await raw.command('ABOR', REPLY_MS);
+    t.is(first.code, 426, `${verb}: ${first.raw}`);
+    t.is((await raw.read(REPLY_MS)).code, 226, verb);
+    t.true(performance.now() - aborted < 1000, `${verb}: ABOR answered after ${performance.now() - aborted} ms`);
+    data.destroy();
+  }
+  t.is((await raw.command('NOOP', REPLY_MS)).code, 200);
+  const list = await rawList(raw);
+  t.is(list.code, 226);
+  t.deepEqual(list.names, ['a.bin']);
 });
