@@ -88,6 +88,18 @@ test.serial('shapers under one cap share it evenly and together keep to it', asy
   t.true(Math.min(...seconds) > 0.8 * Math.max(...seconds), 'neither took the cap for itself');
 });
 
+test.serial('a rate lowered while chunks wait (users.json reloaded mid-transfer) slows them, then raised speeds them up; nothing fails', async (t) => {
+  const shaper = new RateShaper(undefined, 4 * MiB);
+  const started = performance.now();
+  const both = Promise.all([shaper.take(1.5 * MiB), shaper.take(1.5 * MiB)]);
+  setTimeout(() => shaper.setRate(64 * KiB), 200); // ~0.8 MiB sent by then; the waiting chunks no longer fit
+  setTimeout(() => shaper.setRate(8 * MiB), 1200); // 64 KiB more in that second; the rest (~2.1 MiB) in ~0.27 s
+  await t.notThrowsAsync(both);
+  const seconds = (performance.now() - started) / 1000;
+  t.log(`${seconds.toFixed(2)} s`);
+  t.true(seconds > 1.3 && seconds < 1.8, `${seconds.toFixed(2)} s`);
+});
+
 test('rateDown: a download runs at the user\'s rate; a user without limits is not slowed', async (t) => {
   const content = randomBytes(3 * MiB);
   const srv = await bandwidthServer(t, [{ name: 'dora', password: 'dora-pw', rateDown: MiB }, { name: 'alice', password: 'alice-pw' }], {

@@ -78,12 +78,6 @@ export class RateShaper {
     return this.#own !== undefined || this.capBucket() !== undefined;
   }
 
-  /** The tightest rate that applies, bytes/s (undefined: none). */
-  get rate(): number | undefined {
-    const rates = [this.#own, this.capBucket()].filter((b) => b !== undefined).map((b) => b.tokensPerInterval);
-    return rates.length === 0 ? undefined : Math.min(...rates);
-  }
-
   /**
    * Resolves once `bytes` may be sent. With `grant`, it is called as each chunk is granted
    * (byte range within the request), so the caller sends the chunk then; returning false
