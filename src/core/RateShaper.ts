@@ -17,7 +17,7 @@ const CHUNKS_PER_BURST = 4;
 const MAX_CHUNK = 64 * 1024;
 
 /** Tokens a bucket of `rate` bytes/s holds at most. */
-export function burstOf(rate: number): number {
+function burstOf(rate: number): number {
   return Math.max(1, Math.ceil(rate * BURST_SECONDS));
 }
 

@@ -35,8 +35,8 @@ export async function openDataConnection(connection: FtpConnection, announcement
 
 /**
  * Sends a listing (LIST, NLST, MLSD) over the data connection, at the user's download
- * rate if one applies, then 226 with the entry count. Rejects with ReplyError 425 when there is no data connection, with the socket's
- * error when it fails.
+ * rate if one applies, then 226 with the entry count. Rejects with ReplyError 425 when
+ * there is no data connection, with the socket's error when it fails.
  */
 export async function sendListing(connection: FtpConnection, what: string, text: string, count: number): Promise<void> {
   const down = fileSessionOf(connection).bandwidth.down;
