@@ -1,12 +1,9 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { isIP } from 'node:net';
 import { bansFilePath, readBansFile, writeBansFile } from '../core/bansFile.js';
 import { normaliseAddress } from '../util/address.js';
 import { operationError, usageError } from './errors.js';
-
-function stateDirOption(): Option {
-  return new Option('--state-dir <dir>', 'the server\'s state directory (bans in bans.json)').env('DFOS_STATE_DIR').default('./state');
-}
+import { stateDirOption } from './options.js';
 
 /** Registers `dfos bans list|lift`. */
 export function registerBans(program: Command): void {
@@ -15,7 +12,7 @@ export function registerBans(program: Command): void {
   bans
     .command('list')
     .description('list active bans: address, until (UTC), how many times banned')
-    .addOption(stateDirOption())
+    .addOption(stateDirOption('bans in bans.json'))
     .action(async (opts: { stateDir: string }) => {
       const file = bansFilePath(opts.stateDir);
       const now = Date.now();
@@ -31,7 +28,7 @@ export function registerBans(program: Command): void {
     .command('lift')
     .description('lift the ban of an address (a running server notices within seconds)')
     .argument('<ip>', 'the banned address')
-    .addOption(stateDirOption())
+    .addOption(stateDirOption('bans in bans.json'))
     .action(async (ip: string, opts: { stateDir: string }) => {
       const address = normaliseAddress(ip.trim());
       if (!address || isIP(address) === 0) throw usageError(`IP must be an IPv4 or IPv6 address (got ${JSON.stringify(ip)})`);

@@ -10,6 +10,11 @@ export function usersFileOption(): Option {
   return new Option('--users <file>', 'users file').env('DFOS_USERS').default('./users.json');
 }
 
+/** `--state-dir DIR` (env DFOS_STATE_DIR, default ./state): where the server keeps `what`. */
+export function stateDirOption(what: string): Option {
+  return new Option('--state-dir <dir>', `the server's state directory (${what})`).env('DFOS_STATE_DIR').default('./state');
+}
+
 /**
  * How to name an option in a message: the flag if it came from the command line, the
  * environment variable if it came from there, otherwise the flag with its default.

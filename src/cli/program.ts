@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerBans } from './bans.js';
+import { registerQuota } from './quota.js';
 import { registerGet } from './get.js';
 import { registerLs } from './ls.js';
 import { registerMkdir } from './mkdir.js';
@@ -20,6 +21,7 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerServe,
   registerUsers,
   registerBans,
+  registerQuota,
   registerPut,
   registerGet,
   registerLs,

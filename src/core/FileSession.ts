@@ -4,6 +4,7 @@ import type { AuditAction } from '../logging/AuditLog.js';
 import { StorageError, type ReadHandle, type StorageCapabilities, type StorageEntry, type UserStorage, type WriteSink } from '../storage/StorageBackend.js';
 import { UNSHAPED, type SessionBandwidth } from './Bandwidth.js';
 import { resolveClientPath } from './clientPath.js';
+import { limitedSink, QuotaPolicy, type QuotaStatus, type UploadTarget } from './QuotaPolicy.js';
 import type { SessionAudit } from './SessionAudit.js';
 
 /**
@@ -22,6 +23,8 @@ export interface FileSessionOptions {
   audit: SessionAudit;
   log: winston.Logger;
   describe: DescribeOutcome;
+  /** The user's quota and file-size limits (default: none). */
+  quota?: QuotaPolicy;
   /** The user's rate shapers (default: none). */
   bandwidth?: SessionBandwidth;
 }
@@ -64,12 +67,23 @@ export class FileSession {
    * for downloads, listings and previews (shared with the user's other sessions).
    */
   readonly bandwidth: SessionBandwidth;
+  private readonly quota: QuotaPolicy;
 
   constructor(private readonly options: FileSessionOptions) {
     this.user = options.user;
     this.readOnly = options.readOnly;
     this.capabilities = options.capabilities;
     this.bandwidth = options.bandwidth ?? UNSHAPED;
+    this.quota = options.quota ?? new QuotaPolicy({});
+  }
+
+  /** The user's limits and, when they have a quota, what they use (SITE QUOTA, STAT). */
+  async quotaStatus(): Promise<QuotaStatus> {
+    try {
+      return await this.quota.status();
+    } catch (err) {
+      throw this.unexpected(err, '/');
+    }
   }
 
   /** Current directory as the client sees it. */
@@ -133,9 +147,13 @@ export class FileSession {
     return this.change('rmdir', input, (path) => this.options.storage.rmdir(path));
   }
 
-  /** Deletes a file; returns its path. */
+  /** Deletes a file; returns its path. Its bytes are given back to the quota. */
   delete(input: string | null | undefined): Promise<string> {
-    return this.change('delete', input, (path) => this.options.storage.delete(path));
+    return this.change('delete', input, async (path) => {
+      const size = await this.trackedFileSize(path);
+      await this.options.storage.delete(path);
+      if (size !== undefined) await this.quota.removed(size);
+    });
   }
 
   /** Sets permission bits; returns the path. */
@@ -161,7 +179,9 @@ export class FileSession {
     try {
       to = this.resolve(toInput);
       this.assertWritable(fromPath);
+      const replaced = to === fromPath ? undefined : await this.trackedFileSize(to);
       await this.options.storage.rename(fromPath, to);
+      if (replaced !== undefined) await this.quota.removed(replaced);
       this.record('rename', { path: fromPath, to, durationMs: Date.now() - started });
       return to;
     } catch (err) {
@@ -228,7 +248,20 @@ export class FileSession {
       this.assertWritable(path);
       if (mode.append && !this.capabilities.append) throw new StorageError('unsupported', 'Appending to files is not supported by this storage');
       if (mode.resumeAt && !this.capabilities.resume) throw new StorageError('unsupported', 'Resuming uploads at an offset is not supported by this storage');
-      sink = await this.options.storage.openWrite(path, mode);
+      if (this.quota.limitsUploads) {
+        await this.quota.ready();
+        const target = await this.uploadTarget(path);
+        sink = await this.options.storage.openWrite(path, mode);
+        try {
+          const kept = mode.append ? target.size : (mode.resumeAt ?? 0);
+          sink = limitedSink(sink, await this.quota.beginUpload(path, target, kept));
+        } catch (err) {
+          await sink.abort().catch(() => undefined);
+          throw err;
+        }
+      } else {
+        sink = await this.options.storage.openWrite(path, mode);
+      }
     } catch (err) {
       const failure = this.unexpected(err, path);
       this.record('upload', { path, durationMs: Date.now() - started }, failure);
@@ -264,6 +297,25 @@ export class FileSession {
   /** A fresh unique file name (STOU), optionally after `prefix`. */
   uniqueName(prefix?: string | null): string {
     return `${prefix ? `${prefix}.` : ''}stou-${randomUUID()}`;
+  }
+
+  /** What an upload would replace: the existing file's size, or nothing. */
+  private async uploadTarget(path: string): Promise<UploadTarget> {
+    try {
+      const entry = await this.options.storage.stat(path);
+      return entry.type === 'file' ? { existed: true, size: entry.size } : { existed: false, size: 0 };
+    } catch (err) {
+      if (err instanceof StorageError && err.kind === 'not-found') return { existed: false, size: 0 };
+      throw err;
+    }
+  }
+
+  /** The size of the file at `path` when usage is tracked and it is a file (otherwise undefined). */
+  private async trackedFileSize(path: string): Promise<number | undefined> {
+    if (!this.quota.tracksUsage) return undefined;
+    await this.quota.ready();
+    const target = await this.uploadTarget(path);
+    return target.existed ? target.size : undefined;
   }
 
   /** A read-only operation: no audit record, errors normalised. */

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeTextAtomic } from '../util/writeTextAtomic.js';
 
 /** One banned client address, as kept in `<state-dir>/bans.json`. */
 export interface BanEntry {
@@ -67,14 +67,6 @@ export function formatBans(bans: readonly BanEntry[]): string {
 /** Writes the bans file atomically (a temporary file in the same directory, then rename). */
 export async function writeBansFile(file: string, bans: readonly BanEntry[]): Promise<string> {
   const text = formatBans(bans);
-  await mkdir(dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temp, text, { mode: 0o600 });
-    await rename(temp, file);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
+  await writeTextAtomic(file, text);
   return text;
 }

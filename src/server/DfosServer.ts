@@ -7,14 +7,16 @@ import { FileSession, type DescribeOutcome } from '../core/FileSession.js';
 import type { EngineHooks, EngineSession, ProtocolEngine } from '../core/ProtocolEngine.js';
 import { SessionAudit } from '../core/SessionAudit.js';
 import { Defender } from '../core/Defender.js';
+import { QuotaPolicy, type QuotaLimits } from '../core/QuotaPolicy.js';
+import { UsageLedger, usageFilePath } from '../core/UsageLedger.js';
 import { bansFilePath } from '../core/bansFile.js';
 import { AuditLog } from '../logging/AuditLog.js';
 import { createLoggers, type Loggers } from '../logging/createLogger.js';
 import { createStorageBackend } from '../storage/createStorageBackend.js';
-import { StorageError, type StorageBackend } from '../storage/StorageBackend.js';
+import { StorageError, type StorageBackend, type UserStorage } from '../storage/StorageBackend.js';
 import { TlsCredentials, type TlsReloadResult } from '../tls/TlsCredentials.js';
 import { TlsCredentialsError } from '../tls/TlsCredentialsError.js';
-import { UserStore, type ReloadResult } from '../users/UserStore.js';
+import { UserStore, type ReloadResult, type UserRecord } from '../users/UserStore.js';
 
 /**
  * The FTPS settings for `--tls on|required`: the operator's certificate or the generated
@@ -92,6 +94,8 @@ export class DfosServer {
     readonly tls: TlsCredentials | undefined,
     /** Bans addresses after repeated failed logins (persisted in <state-dir>/bans.json). */
     readonly defender: Defender,
+    /** What users with a quota store (persisted in <state-dir>/usage.json). */
+    private readonly usage: UsageLedger,
     /** Per-user rates and the server-wide cap (`--rate-total`). */
     private readonly bandwidth: Bandwidth,
   ) {}
@@ -117,6 +121,7 @@ export class DfosServer {
       audit,
       log,
     });
+    const usage = await UsageLedger.open({ file: usageFilePath(resolve(config.stateDir)), log });
     let server: DfosServer | undefined;
     const hooks: EngineHooks = {
       login: (session, username, password, describe) => server!.login(session, username, password, describe),
@@ -151,7 +156,7 @@ export class DfosServer {
       throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${hint}`);
     }
     const bandwidth = new Bandwidth(config.rateTotal);
-    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender, bandwidth);
+    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender, usage, bandwidth);
     server.stopWatching = users.watch((result) => server!.usersReloaded(result, 'users.json changed'));
     log.info('DFOS listening', {
       host: bound.address,
@@ -239,6 +244,7 @@ export class DfosServer {
     }
     this.engine.destroyAll();
     await this.storage.close();
+    await this.usage.flush();
     await this.defender.settled();
     log.info('Shutdown complete', { forced: left });
     await this.loggers.close();
@@ -303,7 +309,33 @@ export class DfosServer {
     }
     audit.record(user, { action: 'login', result: 'ok', code: describe('login').code, durationMs: Date.now() - started, tls: session.tls });
     const bandwidth = this.bandwidth.forUser(result.user);
-    return new FileSession({ user, readOnly: result.user.readOnly, storage, capabilities: this.storage.capabilities, audit, log: this.loggers.log, describe, bandwidth });
+    return new FileSession({ user, readOnly: result.user.readOnly, storage, capabilities: this.storage.capabilities, audit, log: this.loggers.log, describe, quota: this.quotaFor(result.user, storage), bandwidth });
+  }
+
+  /**
+   * The session's quota: the user's limits, and their usage when they have a byte or file
+   * quota (measured by walking the home the first time, in the background: uploads and
+   * deletions wait for it, other commands do not).
+   */
+  private quotaFor(user: UserRecord, storage: UserStorage): QuotaPolicy {
+    const limits: QuotaLimits = {
+      ...(user.quotaBytes !== undefined ? { quotaBytes: user.quotaBytes } : {}),
+      ...(user.quotaFiles !== undefined ? { quotaFiles: user.quotaFiles } : {}),
+      ...(user.maxFileSize !== undefined ? { maxFileSize: user.maxFileSize } : {}),
+    };
+    if (limits.quotaBytes === undefined && limits.quotaFiles === undefined) {
+      this.usage.forget(user.name);
+      return new QuotaPolicy(limits);
+    }
+    const usage = this.usage.track(user.name, () => storage.measureUsage());
+    usage.catch((err: unknown) => {
+      this.loggers.log.error('Cannot measure quota usage; uploads and deletions are refused until it succeeds (at the next login)', {
+        user: user.name,
+        path: this.storage.homeLocation(user.name),
+        err: err instanceof Error ? err.message : String(err),
+      });
+    });
+    return new QuotaPolicy(limits, usage);
   }
 
   /** The logout record of a session that had logged in: how long, and how it ended. */

@@ -10,6 +10,7 @@ import { removeStaleTemps } from './local/hiddenTemp.js';
 import { O_PATH, type HeldDirectory, type JailResolver, type Located } from './local/JailResolver.js';
 import { PathJail } from './local/pathJail.js';
 import { sendFile } from './local/sendFile.js';
+import { measureJailedUsage } from './local/usageWalk.js';
 import { prepareStorageRoot } from './local/storageRoot.js';
 import { isReservedName } from './reservedNames.js';
 import {
@@ -18,6 +19,7 @@ import {
   type StorageBackend,
   type StorageCapabilities,
   type StorageEntry,
+  type StorageUsage,
   type UserStorage,
   type WriteMode,
   type WriteSink,
@@ -226,6 +228,10 @@ export class LocalUserStorage implements UserStorage {
         await handle.close();
       }
     });
+  }
+
+  measureUsage(): Promise<StorageUsage> {
+    return measureJailedUsage(this.resolver);
   }
 
   /** One listing entry: plain entries in one lstat, links shown only when they stay inside. */

@@ -29,7 +29,8 @@ export interface StorageEntry {
  * Why a storage operation failed. `invalid-name`: the name itself is not allowed;
  * `invalid-target`: the name is fine but cannot be the target of this change (a directory
  * as an upload target, a directory moved into itself); `invalid-argument`: a missing or
- * malformed argument; `bad-offset`: a restart offset beyond the end of the file.
+ * malformed argument; `bad-offset`: a restart offset beyond the end of the file;
+ * `quota-exceeded`: the user's quota or file-size limit (raised by the core, not backends).
  */
 export type StorageErrorKind =
   | 'not-found'
@@ -43,6 +44,7 @@ export type StorageErrorKind =
   | 'invalid-target'
   | 'invalid-argument'
   | 'no-space'
+  | 'quota-exceeded'
   | 'busy'
   | 'bad-offset'
   | 'unsupported'
@@ -117,6 +119,12 @@ export interface WriteMode {
   resumeAt?: number;
 }
 
+/** What a user's files take: their total size and how many there are. */
+export interface StorageUsage {
+  bytes: number;
+  files: number;
+}
+
 /** One user's view of the storage: their home is `/`. */
 export interface UserStorage {
   /** The entry at `path` (following links that stay inside, where the backend has links). */
@@ -139,6 +147,12 @@ export interface UserStorage {
   chmod(path: string, mode: number): Promise<void>;
   /** Sets a file's modification time (when capabilities.setModificationTime). */
   setModificationTime(path: string, mtime: Date): Promise<void>;
+  /**
+   * Measures everything under the home: regular files and their bytes (directories,
+   * links, special files and DFOS's own temporaries not counted). Walks the whole home,
+   * so it is for the quota's first measurement, not for every upload.
+   */
+  measureUsage(): Promise<StorageUsage>;
 }
 
 /** A storage backend: one per server. */

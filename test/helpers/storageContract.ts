@@ -31,6 +31,7 @@ const USERS: TestUser[] = [
   { name: 'alice', password: 'alice-pw' },
   { name: 'bob', password: 'bob-pw' },
   { name: 'reader', password: 'reader-pw', readOnly: true },
+  { name: 'quota', password: 'quota-pw', quotaBytes: 800 << 10, quotaFiles: 3, maxFileSize: 600 << 10 },
 ];
 
 /** Registers the contract tests under `title` for one backend. */
@@ -220,5 +221,42 @@ export function storageContract(test: TestFn, title: string, backend: ContractBa
     const err = await t.throwsAsync(upload(reader, 'x.txt', Buffer.from('x')));
     t.is((err as FTPError).code, 550);
     t.is(await backend.stored(srv, 'reader', '/x.txt'), undefined);
+  });
+
+  test(`${title}: quotas: usage measured by walking the home once, kept current, enforced while the upload runs (552, old version kept, nothing left)`, async (t) => {
+    const config = await backend.config();
+    const first = await startTestServer({ users: USERS, config });
+    t.teardown(() => first.stop());
+    const client = await first.client('quota', 'quota-pw');
+    await client.ensureDir('/dir');
+    await upload(client, '/dir/b.bin', randomBytes(100 << 10));
+    await upload(client, '/a.bin', randomBytes(200 << 10));
+    client.close();
+
+    // The same storage with a new state directory: nothing recorded, so the home is walked at the first login.
+    const srv = await startTestServer({ users: USERS, config: { ...config, storage: first.storage } });
+    t.teardown(() => srv.stop());
+    const raw = await rawLogin(srv.port, 'quota', 'quota-pw');
+    t.teardown(() => raw.close());
+    const quota = async () => (await raw.command('SITE QUOTA', REPLY_MS)).raw;
+    t.regex(await quota(), / Bytes: 300 KiB \(307200 bytes\) used of 800 KiB \(37\.5%\)\r\n Files: 2 of 3 \(66\.6%\)\r\n Largest file: 600 KiB/);
+
+    const a = await backend.stored(srv, 'quota', '/a.bin');
+    t.is((await raw.command('TYPE I', REPLY_MS)).code, 200);
+    const tooLarge = await rawUpload(raw, 'STOR a.bin', randomBytes(700 << 10));
+    t.is(tooLarge.code, 552, tooLarge.final.raw);
+    const overQuota = await rawUpload(raw, 'STOR c.bin', randomBytes(590 << 10));
+    t.is(overQuota.code, 552, overQuota.final.raw);
+    t.deepEqual(await backend.stored(srv, 'quota', '/a.bin'), a);
+    t.is(await backend.stored(srv, 'quota', '/c.bin'), undefined);
+    t.deepEqual(await waitFor('no leftovers', async () => ((await backend.leftovers(srv)).length === 0 ? [] : undefined)), []);
+
+    t.is((await rawUpload(raw, 'STOR c.bin', randomBytes(10 << 10))).code, 226);
+    t.is((await rawUpload(raw, 'STOR d.bin', 'x')).code, 552, 'a fourth file');
+    t.is((await raw.command('RNFR c.bin', REPLY_MS)).code, 350);
+    t.is((await raw.command('RNTO dir/b.bin', REPLY_MS)).code, 250);
+    t.is((await raw.command('DELE a.bin', REPLY_MS)).code, 250);
+    t.regex(await quota(), / Bytes: 10 KiB \(10240 bytes\) used of 800 KiB \(1\.2%\)\r\n Files: 1 of 3 \(33\.3%\)/);
+    t.is((await rawUpload(raw, 'STOR d.bin', randomBytes(590 << 10))).code, 226);
   });
 }

@@ -5,9 +5,9 @@ import { Client } from 'basic-ftp';
 import { parseServerConfig, type ServerConfigInput } from '../../src/config/serverConfig.js';
 import { DfosServer } from '../../src/server/DfosServer.js';
 import { hashPassword } from '../../src/users/passwordHash.js';
-import { USER_LIMIT_KEYS, type UserLimitKey } from '../../src/users/usersFormat.js';
+import { limitsOf, type UserLimitKey } from '../../src/users/usersFormat.js';
 
-/** A user for a test server, with any users.json limits (maxSessions, rateDown…). */
+/** A user for a test server. */
 export interface TestUser extends Partial<Record<UserLimitKey, number>> {
   name: string;
   password: string;
@@ -22,6 +22,7 @@ export interface TestServer {
   host: string;
   port: number;
   dir: string;
+  /** Where the files are: the storage folder (the configured one when the test chose it), or the s3:// URL. */
   storage: string;
   logDir: string;
   usersFile: string;
@@ -42,7 +43,7 @@ export async function writeUsersFile(file: string, users: TestUser[]): Promise<v
       readOnly: u.readOnly ?? false,
       localOnly: u.localOnly ?? false,
       ...(u.requireTls ? { requireTls: true } : {}),
-      ...Object.fromEntries(USER_LIMIT_KEYS.filter((k) => u[k] !== undefined).map((k) => [k, u[k]])),
+      ...limitsOf(u),
     };
   }
   await writeFile(file, JSON.stringify({ users: entries }, null, 2));
@@ -93,7 +94,7 @@ export async function startTestServer(
     host: config.host,
     port: server.address.port,
     dir,
-    storage,
+    storage: config.storage,
     logDir,
     usersFile,
     stateDir,

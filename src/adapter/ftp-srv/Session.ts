@@ -57,6 +57,8 @@ export class Session implements EngineSession {
   abortedByClient = false;
   /** Total replies sent on the control connection (to guarantee one per command). */
   replyCount = 0;
+  /** Sends a reply without counting it as a command's answer. */
+  private readonly sendReply: (options: Parameters<FtpConnection['reply']>[0], letters: Parameters<FtpConnection['reply']>[1][]) => Promise<void>;
   /** The control connection's input: commands waiting to run, in arrival order, bounded. */
   readonly feed: CommandFeed;
   closed = false;
@@ -90,9 +92,17 @@ export class Session implements EngineSession {
       () => this.busy,
     );
     const reply = connection.reply.bind(connection);
+    this.sendReply = (options, letters) => coalescedReply(connection, reply, options, letters);
     connection.reply = (options, ...letters) => {
       this.replyCount++;
-      return coalescedReply(connection, reply, options, letters);
+      // A data command's final reply (2xx–5xx) ends the transfer for the client: a STAT or
+      // ABOR it sends next is about no transfer, even if the handler is still tidying up.
+      const code = typeof options === 'number' ? options : (options as { code?: number } | undefined)?.code;
+      if (this.busy && code !== undefined && code >= 200) {
+        this.busy = false;
+        this.transferDirective = undefined;
+      }
+      return this.sendReply(options, letters);
     };
     // With allowHalfOpen (set by FtpEngine), a client's FIN no longer closes the connection
     // at once: every command it sent before is still run and answered, then it closes.
@@ -187,7 +197,8 @@ export class Session implements EngineSession {
   replyTransferStatus(): Promise<void> {
     const data = this.connection.connector?.dataSocket;
     const bytes = data ? data.bytesRead + data.bytesWritten : 0;
-    return this.connection.reply(213, `Status: ${this.transferDirective ?? 'transfer'} in progress, ${bytes} bytes so far`);
+    // Sent past the counting wrapper: this 213 belongs to no queued command and must not end the transfer.
+    return this.sendReply(213, [`Status: ${this.transferDirective ?? 'transfer'} in progress, ${bytes} bytes so far`]);
   }
 
   /** The client half-closed and every command it sent is answered: close our side too. */

@@ -7,6 +7,7 @@ import { formatListLine } from './listFormat.js';
 import { MLST_FACTS, mlstFeature, mlstTime, type MlstFact } from './mlsxFacts.js';
 import { quotePath } from './fileCommands.js';
 import { describeFailure } from './replyError.js';
+import { quotaLines } from '../../core/quotaReport.js';
 import { sessionOf } from './Session.js';
 
 /** The features FEAT announces: exactly what works (ftp-srv listed AUTH TLS without TLS). */
@@ -98,16 +99,20 @@ export const protocolCommands: CommandEntry[] = [
     handler(this: FtpConnection, { command }) {
       const session = sessionOf(this);
       if (!command.arg) {
-        return this.reply(
-          211,
-          'DFOS FTP server status:',
-          { raw: true, message: ` Connected from ${session?.client ?? 'unknown'}` },
-          { raw: true, message: ` Logged in as ${session?.user ?? 'nobody'}` },
-          { raw: true, message: ` Control connection: ${session?.tls ? `TLS (${session.tls})` : 'clear'}; data connections: ${session?.protectData ? 'TLS (PROT P)' : 'clear (PROT C)'}` },
-          { raw: true, message: ` TYPE: ${this.transferType === 'ascii' ? 'ASCII' : 'BINARY'}, STRUcture: File, MODE: Stream` },
-          { raw: true, message: ` Data connection: ${this.connector?.type || 'none'}` },
-          'End of status',
-        );
+        return answer(this, async () => {
+          const quota = session?.user ? quotaLines(await fileSessionOf(this).quotaStatus()) : [];
+          await this.reply(
+            211,
+            'DFOS FTP server status:',
+            { raw: true, message: ` Connected from ${session?.client ?? 'unknown'}` },
+            { raw: true, message: ` Logged in as ${session?.user ?? 'nobody'}` },
+            ...quota.map((l) => ({ raw: true, message: ` ${l}` })),
+            { raw: true, message: ` Control connection: ${session?.tls ? `TLS (${session.tls})` : 'clear'}; data connections: ${session?.protectData ? 'TLS (PROT P)' : 'clear (PROT C)'}` },
+            { raw: true, message: ` TYPE: ${this.transferType === 'ascii' ? 'ASCII' : 'BINARY'}, STRUcture: File, MODE: Stream` },
+            { raw: true, message: ` Data connection: ${this.connector?.type || 'none'}` },
+            'End of status',
+          );
+        });
       }
       return answer(this, async () => {
         const { path, entry, entries } = await fileSessionOf(this).list(command.arg);

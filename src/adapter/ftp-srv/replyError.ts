@@ -18,7 +18,7 @@ export class ReplyError extends Error {
   }
 }
 
-/** The reply code for each kind of storage failure (RFC 959 §4.2; 553 for names, 452 for space). */
+/** The reply code for each kind of storage failure (RFC 959 §4.2; 553 for names, 452 for space, 552 for a quota). */
 const KIND_CODES: Record<StorageErrorKind, number> = {
   'not-found': 550,
   denied: 550,
@@ -32,6 +32,7 @@ const KIND_CODES: Record<StorageErrorKind, number> = {
   'invalid-argument': 501,
   'bad-offset': 554,
   'no-space': 452,
+  'quota-exceeded': 552,
   busy: 450,
   unsupported: 502,
   unavailable: 451,

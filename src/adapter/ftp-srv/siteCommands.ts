@@ -3,12 +3,31 @@ import { commandRegistry, type CommandEntry, type FtpConnection, type ReplyLette
 import { describeFailure, ReplyError } from './replyError.js';
 import { fileSessionOf } from './connectionFs.js';
 import { offered } from './protocolCommands.js';
+import { quotaLines } from '../../core/quotaReport.js';
 
 /** SITE sub-commands with their HELP text. */
 const SITE_HELP = [
   `SITE VIEW <file>: show the first ${PREVIEW_LIMIT} bytes (text, or a hex dump for binary)`,
   'SITE CHMOD <mode> <file>: set permission bits, mode in octal (e.g. 644)',
+  'SITE QUOTA: show your storage quota, what you use of it, and the largest file allowed',
 ];
+
+/** SITE QUOTA: the user's limits and usage as a multi-line 200 reply. */
+async function siteQuota(connection: FtpConnection, arg: string): Promise<void> {
+  if (arg) {
+    await connection.reply(501, 'SITE QUOTA takes no argument (it shows your own quota)');
+    return;
+  }
+  try {
+    const core = fileSessionOf(connection);
+    const lines = quotaLines(await core.quotaStatus());
+    if (lines.length === 0) await connection.reply(200, `No quota or file-size limit for ${core.user}`);
+    else await connection.reply(200, `Quota for ${core.user}:`, ...lines.map((l) => ({ raw: true, message: ` ${l}` })), 'End of quota');
+  } catch (err) {
+    const { code, message } = describeFailure(err, 451);
+    await connection.reply(code, message);
+  }
+}
 
 /**
  * SITE VIEW <file>: a multi-line 200 reply in the preview format (see previewFormat.ts),
@@ -56,13 +75,14 @@ export const siteCommands: CommandEntry[] = [
       const space = arg.indexOf(' ');
       const verb = (space === -1 ? arg : arg.slice(0, space)).toUpperCase();
       const rest = space === -1 ? '' : arg.slice(space + 1).replace(/^ +/, '');
-      if (!verb) return this.reply(501, 'SITE needs a sub-command: SITE VIEW <file> or SITE CHMOD <mode> <file>');
+      if (!verb) return this.reply(501, 'SITE needs a sub-command: SITE VIEW <file>, SITE CHMOD <mode> <file> or SITE QUOTA');
       if (verb === 'VIEW') return siteView(this, rest);
       if (verb === 'CHMOD') return siteChmod(this, rest);
+      if (verb === 'QUOTA') return siteQuota(this, rest);
       return this.reply(500, `Unknown SITE command ${verb.slice(0, 32).replace(/[^\x21-\x7e]/g, '?')}; see HELP SITE`);
     },
     syntax: '{{cmd}} <sub-command> [<arguments>]',
-    description: 'Site-specific commands: VIEW, CHMOD (see HELP SITE)',
+    description: 'Site-specific commands: VIEW, CHMOD, QUOTA (see HELP SITE)',
   },
   {
     directive: 'HELP',

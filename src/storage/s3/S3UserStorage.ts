@@ -12,6 +12,7 @@ import {
   StorageError,
   type ReadHandle,
   type StorageEntry,
+  type StorageUsage,
   type UserStorage,
   type WriteMode,
   type WriteSink,
@@ -19,6 +20,7 @@ import {
 import { copyObject } from './copyObject.js';
 import { isNotFound, toStorageError } from './s3Errors.js';
 import { S3WriteSink } from './S3WriteSink.js';
+import { isReservedName } from '../reservedNames.js';
 
 /** What one user's storage needs from the backend. */
 export interface S3UserStorageOptions {
@@ -186,6 +188,30 @@ export class S3UserStorage implements UserStorage {
       return [...byName.values()];
     } catch (err) {
       throw toStorageError(err, path);
+    }
+  }
+
+  /** One flat listing of every key under the home (1,000 a page): objects not ending in "/" are files. */
+  async measureUsage(): Promise<StorageUsage> {
+    const usage: StorageUsage = { bytes: 0, files: 0 };
+    try {
+      const prefix = this.dirKey('/');
+      let token: string | undefined;
+      do {
+        const page = await this.options.client.send(
+          new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ContinuationToken: token }),
+        );
+        for (const object of page.Contents ?? []) {
+          const key = object.Key ?? '';
+          if (key.endsWith('/') || key.split('/').some(isReservedName)) continue;
+          usage.bytes += object.Size ?? 0;
+          usage.files += 1;
+        }
+        token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+      } while (token !== undefined);
+      return usage;
+    } catch (err) {
+      throw toStorageError(err, '/');
     }
   }
 

@@ -1,0 +1,228 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { StorageUsage } from '../storage/StorageBackend.js';
+import { writeTextAtomic } from '../util/writeTextAtomic.js';
+
+/** Where the measured usage lives under a state directory. */
+export function usageFilePath(stateDir: string): string {
+  return join(stateDir, 'usage.json');
+}
+
+/** One user's usage as kept in `<state-dir>/usage.json`. */
+export interface UsageRecord extends StorageUsage {
+  /** When the home was last walked (ms since the epoch). */
+  measuredAt: number;
+  /** When the server last changed it (ms since the epoch). */
+  updatedAt: number;
+}
+
+/** Largest usage file read (a bigger one is treated as empty: every user is measured again). */
+const MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads the usage file: `{ "users": { "NAME": { "bytes", "files", "measuredAt", "updatedAt" } } }`
+ * (times in ISO form). A missing or unreadable file, and entries that do not parse, mean
+ * "not measured" (the user's home is walked again at the next login).
+ */
+export async function readUsageFile(file: string): Promise<Map<string, UsageRecord>> {
+  const records = new Map<string, UsageRecord>();
+  let data: unknown;
+  try {
+    const text = await readFile(file, 'utf8');
+    if (text.length > MAX_BYTES) return records;
+    data = JSON.parse(text);
+  } catch {
+    return records;
+  }
+  const users = (data as { users?: unknown } | null)?.users;
+  if (typeof users !== 'object' || users === null) return records;
+  for (const [name, value] of Object.entries(users)) {
+    const e = value as Record<string, unknown> | null;
+    const bytes = e?.bytes;
+    const files = e?.files;
+    if (!Number.isSafeInteger(bytes) || !Number.isSafeInteger(files) || (bytes as number) < 0 || (files as number) < 0) continue;
+    const measuredAt = Date.parse(String(e?.measuredAt));
+    const updatedAt = Date.parse(String(e?.updatedAt));
+    records.set(name, {
+      bytes: bytes as number,
+      files: files as number,
+      measuredAt: Number.isFinite(measuredAt) ? measuredAt : 0,
+      updatedAt: Number.isFinite(updatedAt) ? updatedAt : 0,
+    });
+  }
+  return records;
+}
+
+function formatUsage(records: ReadonlyMap<string, UsageRecord>): string {
+  const users: Record<string, unknown> = {};
+  for (const name of [...records.keys()].sort()) {
+    const r = records.get(name)!;
+    users[name] = { bytes: r.bytes, files: r.files, measuredAt: new Date(r.measuredAt).toISOString(), updatedAt: new Date(r.updatedAt).toISOString() };
+  }
+  return JSON.stringify({ users }, null, 2) + '\n';
+}
+
+/**
+ * A user's usage, kept current by every change the server makes to their files, plus what
+ * uploads in flight have reserved (so parallel uploads cannot together overrun a quota).
+ */
+export class UserUsage {
+  private reservedBytes = 0;
+  private reservedFiles = 0;
+
+  constructor(
+    readonly user: string,
+    private readonly record: UsageRecord,
+    private readonly changed: () => void,
+  ) {}
+
+  /** Stored bytes and files (completed changes only). */
+  get bytes(): number {
+    return this.record.bytes;
+  }
+
+  get files(): number {
+    return this.record.files;
+  }
+
+  /** When the home was last walked. */
+  get measuredAt(): Date {
+    return new Date(this.record.measuredAt);
+  }
+
+  /** Bytes and file slots held by uploads in flight. */
+  get reserved(): { bytes: number; files: number } {
+    return { bytes: this.reservedBytes, files: this.reservedFiles };
+  }
+
+  /** Adds a completed change (negative for deletions); never below zero. */
+  apply(deltaBytes: number, deltaFiles: number): void {
+    if (deltaBytes === 0 && deltaFiles === 0) return;
+    this.record.bytes = Math.max(0, this.record.bytes + deltaBytes);
+    this.record.files = Math.max(0, this.record.files + deltaFiles);
+    this.record.updatedAt = Date.now();
+    this.changed();
+  }
+
+  /** Holds bytes (may be negative to give some back) and file slots for an upload in flight. */
+  hold(bytes: number, files: number): void {
+    this.reservedBytes += bytes;
+    this.reservedFiles += files;
+  }
+}
+
+/** What a ledger needs. */
+export interface UsageLedgerOptions {
+  file: string;
+  log: { warn(message: string, fields?: object): unknown; info(message: string, fields?: object): unknown };
+  /** How long after a change the file is written (ms, default 1000). */
+  writeDelayMs?: number;
+}
+
+/**
+ * The usage of every user with a quota: measured once by walking the home (the first
+ * time such a user logs in, or when no record survives), then kept current by the
+ * server's own changes and persisted in `<state-dir>/usage.json` (written a second after
+ * changes, and at shutdown), so a restart does not walk the homes again. Users without a
+ * quota are not tracked; their record is dropped, so a quota set later starts from a
+ * fresh measurement.
+ */
+export class UsageLedger {
+  private readonly users = new Map<string, UserUsage>();
+  /** Measurements in flight, shared by the sessions of one user. */
+  private readonly measuring = new Map<string, Promise<UserUsage>>();
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private dirty = false;
+
+  private constructor(
+    private readonly options: UsageLedgerOptions,
+    private readonly records: Map<string, UsageRecord>,
+  ) {}
+
+  /** Loads the persisted usage. */
+  static async open(options: UsageLedgerOptions): Promise<UsageLedger> {
+    return new UsageLedger(options, await readUsageFile(options.file));
+  }
+
+  /**
+   * The user's usage: the persisted record, or a measurement by `measure` when there is
+   * none (one walk shared by concurrent callers; a failed walk is retried by the next call).
+   */
+  track(user: string, measure: () => Promise<StorageUsage>): Promise<UserUsage> {
+    const known = this.users.get(user);
+    if (known) return Promise.resolve(known);
+    const record = this.records.get(user);
+    if (record) return Promise.resolve(this.adopt(user, record));
+    let pending = this.measuring.get(user);
+    if (!pending) {
+      const started = Date.now();
+      pending = measure().then(
+        (usage) => {
+          this.measuring.delete(user);
+          const now = Date.now();
+          const fresh: UsageRecord = { bytes: usage.bytes, files: usage.files, measuredAt: now, updatedAt: now };
+          this.records.set(user, fresh);
+          this.options.log.info('Quota usage measured', { user, bytes: usage.bytes, files: usage.files, durationMs: now - started });
+          this.scheduleWrite();
+          return this.adopt(user, fresh);
+        },
+        (err: unknown) => {
+          this.measuring.delete(user);
+          throw err;
+        },
+      );
+      this.measuring.set(user, pending);
+    }
+    return pending;
+  }
+
+  /** Stops tracking a user without a quota (their record is dropped). */
+  forget(user: string): void {
+    if (this.measuring.has(user)) return;
+    this.users.delete(user);
+    if (this.records.delete(user)) this.scheduleWrite();
+  }
+
+  /** Writes pending changes now (at shutdown). */
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.dirty) this.write();
+    await this.writing;
+  }
+
+  private adopt(user: string, record: UsageRecord): UserUsage {
+    let usage = this.users.get(user);
+    if (!usage) {
+      usage = new UserUsage(user, record, () => this.scheduleWrite());
+      this.users.set(user, usage);
+    }
+    return usage;
+  }
+
+  private scheduleWrite(): void {
+    this.dirty = true;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.write();
+    }, this.options.writeDelayMs ?? 1000);
+    this.timer.unref();
+  }
+
+  /** One write at a time, each of the whole current state. */
+  private write(): void {
+    this.dirty = false;
+    this.writing = this.writing.then(async () => {
+      try {
+        await writeTextAtomic(this.options.file, formatUsage(this.records));
+      } catch (err) {
+        this.options.log.warn('Cannot write the quota usage file; usage will be measured again after a restart', {
+          file: this.options.file,
+          err: err instanceof Error ? err.message : String(err),
+        });
+      }
+    });
+  }
+}
