@@ -127,7 +127,7 @@ test('/healthz, /readyz and /metrics on loopback without a token; HEAD, 404 and 
   t.is(post.headers.get('allow'), 'GET, HEAD');
   const missing = await adminRequest(ts.server, '/status');
   t.is(missing.status, 404);
-  t.is(missing.body, 'no such page; try /healthz, /metrics, /readyz\n');
+  t.is(missing.body, 'no such page; try /, /api/status, /healthz, /metrics, /readyz, /status.css, /status.js\n');
 });
 
 (HAS_IPV6 ? test : test.skip)('the admin listener on [::1]', async (t) => {

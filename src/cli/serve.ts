@@ -108,6 +108,13 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   },
   { key: 'adminTokenFile', flag: 'admin-token-file', arg: '<file>', help: 'file holding the bearer token admin requests must carry (needed off loopback)', kind: 'string' },
   {
+    key: 'rateTotal',
+    flag: 'rate-total',
+    arg: '<bytes/s>',
+    help: 'cap for all users together, on uploads and separately on downloads, e.g. 100MiB (0: no cap)',
+    kind: 'string',
+  },
+  {
     key: 'authFailDelay',
     flag: 'auth-fail-delay',
     arg: '<seconds>',

@@ -9,7 +9,7 @@ export function settingName(key: string): string {
  * The settings a running server takes on SIGHUP. Each is read where it is used, so a new
  * value applies from then on: limits and timeouts to connections opened afterwards (open
  * ones keep theirs), the defender from its next count (failure counts start again; bans
- * stay), the log level and log rotation at once, the xferlog from its next line. Every
+ * stay), the server-wide rate from the next chunk of shaped transfers, the log level and log rotation at once, the xferlog from its next line. Every
  * other setting (addresses, ports, storage, users file, TLS mode and files, directories…)
  * is only read at startup: a change is logged as needing a restart.
  */
@@ -32,6 +32,7 @@ export const RELOADABLE_KEYS = [
   'banTime',
   'banTimeMax',
   'banAllow',
+  'rateTotal',
 ] as const satisfies readonly (keyof ServerConfig)[];
 
 export type ReloadableKey = (typeof RELOADABLE_KEYS)[number];

@@ -40,6 +40,7 @@ function certNames(value: string | readonly string[]): string[] {
 const certNameOk = (n: string) => isIP(n) !== 0 || isDnsName(n);
 
 const LOG_MAX_SIZE_RULE = `log-max-size must be ${BYTE_SIZE_RULE}, at least 1KiB`;
+const RATE_TOTAL_RULE = 'rate-total must be a rate in bytes per second such as 512KiB or 100MiB, or 0 for no cap';
 
 const port = (what: string) =>
   z.coerce
@@ -159,6 +160,14 @@ export const serverConfigSchema = z
       .default('127.0.0.1:9121'),
     /** A file holding the bearer token every admin request must carry (required off loopback). */
     adminTokenFile: z.string().min(1, 'admin-token-file must be a file path').optional(),
+    /**
+     * Bytes/s for all users together, for uploads and separately for downloads (listings and
+     * previews included); 0: no cap. A number, or a size with units such as 100MiB.
+     */
+    rateTotal: z
+      .union([z.number(), z.string().transform((text) => parseByteSize(text) ?? Number.NaN)], { error: RATE_TOTAL_RULE })
+      .pipe(z.number({ error: RATE_TOTAL_RULE }).int(RATE_TOTAL_RULE).min(0, RATE_TOTAL_RULE))
+      .default(0),
     /** Write console logs (human-readable). Tests and embedded use turn it off. */
     console: z.boolean().default(true),
   })

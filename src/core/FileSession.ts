@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type winston from 'winston';
 import type { AuditAction, AuditEvent } from '../logging/AuditLog.js';
 import { StorageError, type ReadHandle, type StorageCapabilities, type StorageEntry, type UserStorage, type WriteSink } from '../storage/StorageBackend.js';
+import { UNSHAPED, type SessionBandwidth } from './Bandwidth.js';
 import { resolveClientPath } from './clientPath.js';
 import { limitedSink, QuotaPolicy, type QuotaStatus, type UploadTarget } from './QuotaPolicy.js';
 import type { SessionAudit } from './SessionAudit.js';
@@ -27,6 +28,8 @@ export interface FileSessionOptions {
   describe: DescribeOutcome;
   /** The user's quota and file-size limits (default: none). */
   quota?: QuotaPolicy;
+  /** The user's rate shapers (default: none). */
+  bandwidth?: SessionBandwidth;
 }
 
 /** A download in progress: send `handle`'s bytes, then call finish() exactly once. */
@@ -62,12 +65,18 @@ export class FileSession {
   readonly user: string;
   readonly readOnly: boolean;
   readonly capabilities: StorageCapabilities;
+  /**
+   * The shapers the protocol sends this session's bytes through: `up` for uploads, `down`
+   * for downloads, listings and previews (shared with the user's other sessions).
+   */
+  readonly bandwidth: SessionBandwidth;
   private readonly quota: QuotaPolicy;
 
   constructor(private readonly options: FileSessionOptions) {
     this.user = options.user;
     this.readOnly = options.readOnly;
     this.capabilities = options.capabilities;
+    this.bandwidth = options.bandwidth ?? UNSHAPED;
     this.quota = options.quota ?? new QuotaPolicy({});
   }
 

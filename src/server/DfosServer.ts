@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerConfig } from '../config/serverConfig.js';
 import { FtpEngine } from '../adapter/ftp-srv/FtpEngine.js';
+import { Bandwidth } from '../core/Bandwidth.js';
 import { FileSession, type DescribeOutcome } from '../core/FileSession.js';
 import type { EngineHooks, EngineSession, ProtocolEngine } from '../core/ProtocolEngine.js';
 import { SessionAudit } from '../core/SessionAudit.js';
@@ -149,6 +150,8 @@ export class DfosServer {
     readonly defender: Defender,
     /** What users with a quota store (persisted in <state-dir>/usage.json). */
     private readonly usage: UsageLedger,
+    /** Per-user rates and the server-wide cap (`--rate-total`). */
+    private readonly bandwidth: Bandwidth,
   ) {}
 
   /**
@@ -216,7 +219,8 @@ export class DfosServer {
       defender.stop();
       throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${listenHint(err, '--port', '--host')}`);
     }
-    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender, usage);
+    const bandwidth = new Bandwidth(config.rateTotal);
+    server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender, usage, bandwidth);
     server.xferLog = openXferLog(config);
     audit.listen((event) => server!.xferLog?.record(event));
     const listen = config.adminListen === 'off' ? undefined : parseListenAddress(config.adminListen);
@@ -240,7 +244,7 @@ export class DfosServer {
         throw new Error(`Cannot listen on ${formatListenAddress(listen)} for the admin listener: ${hint}`);
       }
     }
-    server.stopWatching = users.watch((result) => server!.logReload(result, 'users.json changed'));
+    server.stopWatching = users.watch((result) => server!.usersReloaded(result, 'users.json changed'));
     log.info('DFOS listening', {
       host: bound.address,
       port: bound.port,
@@ -250,6 +254,7 @@ export class DfosServer {
       tls: tls ? tls.mode : 'off',
       admin: server.admin ? server.admin.url : 'off',
       ...(server.admin && adminToken !== undefined ? { adminToken: 'required' } : {}),
+      ...(config.rateTotal > 0 ? { rateTotal: config.rateTotal } : {}),
     });
     return server;
   }
@@ -341,6 +346,7 @@ export class DfosServer {
       banTimeMaxS: config.banTimeMax,
       allow: config.banAllow,
     });
+    this.bandwidth.setTotal(config.rateTotal);
     if (plan.applied.includes('xferlog')) {
       const old = this.xferLog;
       this.xferLog = openXferLog(config);
@@ -352,7 +358,7 @@ export class DfosServer {
   /** Re-reads users.json (SIGHUP); an invalid file is logged and the old users stay. */
   async reloadUsers(): Promise<ReloadResult> {
     const result = await this.users.reload();
-    this.logReload(result, 'SIGHUP');
+    this.usersReloaded(result, 'SIGHUP');
     return result;
   }
 
@@ -470,7 +476,8 @@ export class DfosServer {
       throw unavailable;
     }
     audit.record(user, { action: 'login', result: 'ok', code: describe('login').code, durationMs: Date.now() - started, tls: session.tls });
-    return new FileSession({ user, readOnly: result.user.readOnly, storage, capabilities: this.storage.capabilities, audit, log: this.loggers.log, describe, quota: this.quotaFor(result.user, storage) });
+    const bandwidth = this.bandwidth.forUser(result.user);
+    return new FileSession({ user, readOnly: result.user.readOnly, storage, capabilities: this.storage.capabilities, audit, log: this.loggers.log, describe, quota: this.quotaFor(result.user, storage), bandwidth });
   }
 
   /**
@@ -506,8 +513,13 @@ export class DfosServer {
     new SessionAudit(this.audit, session).record(session.user, { action: 'logout', result: 'ok', durationMs: Date.now() - session.startedAt, code: ending.code, reason: ending.reason });
   }
 
-  private logReload(result: ReloadResult, why: string): void {
-    if (result.ok) this.loggers.log.info('Users reloaded', { why, users: result.count });
-    else this.loggers.log.error('Users file invalid; keeping the previous users', { why, error: result.error.message });
+  /** Logs a users.json reload; a good one also brings the users' new rates into force. */
+  private usersReloaded(result: ReloadResult, why: string): void {
+    if (!result.ok) {
+      this.loggers.log.error('Users file invalid; keeping the previous users', { why, error: result.error.message });
+      return;
+    }
+    this.bandwidth.update(this.users.list());
+    this.loggers.log.info('Users reloaded', { why, users: result.count });
   }
 }

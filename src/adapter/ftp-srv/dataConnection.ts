@@ -1,4 +1,7 @@
 import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileSessionOf } from './connectionFs.js';
 import { ReplyError } from './replyError.js';
 import { DataChannel } from './DataChannel.js';
 import type { FtpConnection } from './internals.js';
@@ -31,15 +34,21 @@ export async function openDataConnection(connection: FtpConnection, announcement
 }
 
 /**
- * Sends a listing (LIST, NLST, MLSD) over the data connection, then 226 with the entry
- * count. Rejects with ReplyError 425 when there is no data connection, with the socket's
- * error when it fails.
+ * Sends a listing (LIST, NLST, MLSD) over the data connection, at the user's download
+ * rate if one applies, then 226 with the entry count. Rejects with ReplyError 425 when
+ * there is no data connection, with the socket's error when it fails.
  */
 export async function sendListing(connection: FtpConnection, what: string, text: string, count: number): Promise<void> {
+  const down = fileSessionOf(connection).bandwidth.down;
   const socket = await openDataConnection(connection, `Opening data connection for the ${what}`);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.end(text, 'utf8', () => resolve());
-  });
+  if (down.limited) {
+    // The user's download rate covers listings too.
+    await pipeline(Readable.from([Buffer.from(text, 'utf8')], { objectMode: false }), down.stream(), socket);
+  } else {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.end(text, 'utf8', () => resolve());
+    });
+  }
   await connection.reply(226, `Transfer complete (${count} ${count === 1 ? 'entry' : 'entries'})`);
 }

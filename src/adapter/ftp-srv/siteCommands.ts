@@ -29,12 +29,19 @@ async function siteQuota(connection: FtpConnection, arg: string): Promise<void> 
   }
 }
 
-/** SITE VIEW <file>: a multi-line 200 reply in the preview format (see previewFormat.ts). */
+/**
+ * SITE VIEW <file>: a multi-line 200 reply in the preview format (see previewFormat.ts),
+ * sent once the user's download rate allows its bytes.
+ */
 async function siteView(connection: FtpConnection, arg: string): Promise<void> {
   try {
     if (!arg) throw new ReplyError(501, 'SITE VIEW needs a file name: SITE VIEW <file>');
-    const { head, size } = await fileSessionOf(connection).preview(arg, PREVIEW_LIMIT);
-    const letters: ReplyLetter[] = encodePreview(head, size).map((line) => (line.raw ? { raw: true, message: line.text } : line.text));
+    const core = fileSessionOf(connection);
+    const { head, size } = await core.preview(arg, PREVIEW_LIMIT);
+    const lines = encodePreview(head, size);
+    // The preview travels on the control connection, at the user's download rate.
+    if (core.bandwidth.down.limited) await core.bandwidth.down.take(lines.reduce((n, line) => n + Buffer.byteLength(line.text) + 2, 0));
+    const letters: ReplyLetter[] = lines.map((line) => (line.raw ? { raw: true, message: line.text } : line.text));
     await connection.reply(200, ...letters);
   } catch (err) {
     const { code, message } = describeFailure(err, 550);

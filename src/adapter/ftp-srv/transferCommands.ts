@@ -73,8 +73,9 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
     const name = upload.path.split('/').pop()!;
     const socket = await openDataConnection(this, unique ? `FILE: ${name}` : `Opening data connection for ${upload.path}`);
     const ended = endedNormally(socket);
-    const sink = upload.sink.stream;
-    await (this.transferType === 'ascii' ? pipeline(socket, new CrlfToLf(), sink) : pipeline(socket, sink));
+    // The user's upload rate applies to the bytes on the wire (before TYPE A conversion).
+    const stages = [...core.bandwidth.up.stages(), ...(this.transferType === 'ascii' ? [new CrlfToLf()] : [])];
+    await pipeline([socket, ...stages, upload.sink.stream]);
     await ended();
   } catch (err) {
     const failure = transferFailure(this, err);
@@ -109,12 +110,15 @@ async function retrieve(this: FtpConnection, command: FtpCommand): Promise<void>
   const { handle, path } = download;
   const session = sessionOf(this);
   if (session) session.transferTarget = { path, size: handle.size };
+  const down = fileSessionOf(this).bandwidth.down;
   let socket: Socket | undefined;
   try {
     socket = await openDataConnection(this, `Opening data connection for ${path} (${handle.size} bytes)`);
-    if (this.transferType === 'ascii') await pipeline(handle.stream(), new LfToCrlf(), socket);
-    else if (handle.sendTo) await handle.sendTo(socket);
-    else await pipeline(handle.stream(), socket);
+    // A rate applies to the bytes on the wire (after TYPE A conversion); without one, local
+    // storage's sendTo keeps its fast path.
+    if (this.transferType === 'ascii') await pipeline([handle.stream(), new LfToCrlf(), ...down.stages(), socket]);
+    else if (down.limited || !handle.sendTo) await pipeline([handle.stream(), ...down.stages(), socket]);
+    else await handle.sendTo(socket);
   } catch (err) {
     const failure = transferFailure(this, err);
     await download.finish({ bytes: socket?.bytesWritten ?? 0, error: err, aborted: sessionOf(this)?.abortReason !== undefined });
