@@ -31,6 +31,8 @@ export interface TransferRow {
 /** One point of the last hour: sessions open and bytes moved in the interval before it. */
 export interface HistoryPoint {
   at: number;
+  /** How long the interval before this point was (ms): bytes / spanMs is the rate. */
+  spanMs: number;
   sessions: number;
   bytesUp: number;
   bytesDown: number;
@@ -89,6 +91,7 @@ export class StatusBoard {
   /** When each session's last transfer was recorded as finished (its bytes are all counted). */
   private readonly finishedAt = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
+  private lastSample = this.startedAt;
 
   constructor(private readonly options: StatusBoardOptions) {
     this.intervalMs = options.intervalMs ?? 10_000;
@@ -96,13 +99,19 @@ export class StatusBoard {
     this.maxFailed = options.failedLogins ?? 20;
   }
 
-  /** Starts sampling. */
+  /** Starts sampling: a first point after a second (so the charts show something soon), then one per interval. */
   start(): void {
-    this.timer ??= setInterval(() => this.sample(), this.intervalMs);
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.sample();
+      this.timer = setInterval(() => this.sample(), this.intervalMs);
+      this.timer.unref();
+    }, Math.min(1000, this.intervalMs));
     this.timer.unref();
   }
 
   stop(): void {
+    clearTimeout(this.timer);
     clearInterval(this.timer);
     this.timer = undefined;
   }
@@ -158,7 +167,8 @@ export class StatusBoard {
     }
     for (const id of this.seen.keys()) if (!open.has(id)) this.seen.delete(id);
     for (const id of this.finishedAt.keys()) if (!open.has(id)) this.finishedAt.delete(id);
-    this.points.push({ at: now, sessions: sessions.length, bytesUp: this.pending.up, bytesDown: this.pending.down });
+    this.points.push({ at: now, spanMs: Math.max(1, now - this.lastSample), sessions: sessions.length, bytesUp: this.pending.up, bytesDown: this.pending.down });
+    this.lastSample = now;
     if (this.points.length > this.maxPoints) this.points.splice(0, this.points.length - this.maxPoints);
     this.pending = { up: 0, down: 0 };
   }

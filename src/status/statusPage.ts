@@ -65,6 +65,7 @@ async function refresh() {
       if (element) element.innerHTML = html;
     }
     document.body.classList.remove('stale');
+    document.body.dataset.live = 'yes';
   } catch (err) {
     document.body.classList.add('stale');
     const updated = document.getElementById('updated');

@@ -107,10 +107,10 @@ export function lineChart(
   const span = snap.history.intervalMs * Math.max(1, Math.round(3_600_000 / snap.history.intervalMs));
   const points = snap.history.points;
   const value = (p: StatusSnapshot['history']['points'][number], s: (typeof series)[number]) =>
-    s.perSecond ? p[s.key] / (snap.history.intervalMs / 1000) : p[s.key];
+    s.perSecond ? p[s.key] / (p.spanMs / 1000) : p[s.key];
   let max = 0;
   for (const p of points) for (const s of series) max = Math.max(max, value(p, s));
-  max = max > 0 ? max * 1.1 : unit === 'count' ? 5 : 1024;
+  max = unit === 'count' ? Math.max(4, 2 * Math.ceil((max * 1.1) / 2)) : max > 0 ? max * 1.1 : 1024;
   const x = (at: number) => left + ((width - left - 8) * (span - (snap.now - at))) / span;
   const y = (v: number) => 8 + (height - bottom - 8) * (1 - v / max);
   const label = (v: number) => (unit === 'bytes' ? `${formatBytes(v)}/s` : String(Math.round(v)));
@@ -120,12 +120,17 @@ export function lineChart(
     svg += `<line x1="${left}" x2="${width - 8}" y1="${y(v)}" y2="${y(v)}" class="grid"/><text x="${left - 6}" y="${y(v) + 4}" class="axis" text-anchor="end">${escapeHtml(label(v))}</text>`;
   }
   for (const m of [60, 45, 30, 15, 0]) {
-    svg += `<text x="${x(snap.now - m * 60_000)}" y="${height - 6}" class="axis" text-anchor="middle">${m === 0 ? 'now' : `-${m}m`}</text>`;
+    const anchor = m === 60 ? 'start' : m === 0 ? 'end' : 'middle';
+    svg += `<text x="${x(snap.now - m * 60_000)}" y="${height - 6}" class="axis" text-anchor="${anchor}">${m === 0 ? 'now' : `-${m}m`}</text>`;
   }
   for (const s of series) {
     const coords = points.filter((p) => snap.now - p.at <= span).map((p) => `${x(p.at).toFixed(1)},${y(value(p, s)).toFixed(1)}`);
-    if (coords.length === 1) coords.unshift(`${left},${coords[0]!.split(',')[1]}`);
-    if (coords.length > 0) svg += `<polyline points="${coords.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"/>`;
+    if (coords.length === 1) {
+      const [cx, cy] = coords[0]!.split(',');
+      svg += `<circle cx="${cx}" cy="${cy}" r="3" fill="${s.color}"/>`;
+    } else if (coords.length > 1) {
+      svg += `<polyline points="${coords.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"/>`;
+    }
   }
   svg += '</svg>';
   const legend = series.map((s) => `<span class="key"><svg class="swatch" viewBox="0 0 10 10"><rect width="10" height="10" rx="2" fill="${s.color}"/></svg>${escapeHtml(s.label)}</span>`).join('');
