@@ -103,7 +103,7 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     key: 'adminListen',
     flag: 'admin-listen',
     arg: '<host:port|off>',
-    help: 'admin HTTP listener for /metrics, /healthz and /readyz; off: none',
+    help: 'admin HTTP listener for the status page, /metrics, /healthz and /readyz; off: none',
     kind: 'string',
   },
   { key: 'adminTokenFile', flag: 'admin-token-file', arg: '<file>', help: 'file holding the bearer token admin requests must carry (needed off loopback)', kind: 'string' },
