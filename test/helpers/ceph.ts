@@ -9,12 +9,12 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
 /**
  * A real single-node Ceph cluster (monitor, memstore OSD, manager, radosgw) on loopback
- * for the S3 backend's tests, booted by ceph-rgw.sh beside this file on free ports in a
+ * for the S3 backend's tests, booted by deploy/ceph-rgw.sh on free ports in a
  * temporary directory. One per test file: ava runs each file in its own process.
  */
 
 const run = promisify(execFile);
-const RECIPE = join(dirname(fileURLToPath(import.meta.url)), 'ceph-rgw.sh');
+const RECIPE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'deploy', 'ceph-rgw.sh');
 /** Debian's packages that bring every program the recipe runs. */
 export const CEPH_PACKAGES = 'ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl';
 const PROGRAMS = ['ceph-mon', 'ceph-osd', 'ceph-mgr', 'radosgw', 'ceph', 'ceph-authtool', 'monmaptool', 'radosgw-admin', 'uuidgen', 'curl'];
