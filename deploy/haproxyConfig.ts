@@ -52,6 +52,9 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '',
     'defaults',
     '  mode tcp',
+    // A node that refuses the connection (stopped, killed) is retried on another one.
+    '  retries 2',
+    '  option redispatch',
     '  timeout connect 5s',
     // FTP control connections sit idle between commands (DFOS closes them after its idle timeout).
     '  timeout client 15m',
