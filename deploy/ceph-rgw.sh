@@ -8,7 +8,8 @@
 #
 # Needs root and Debian's packages (about 30 s to install):
 #   apt-get install -y --no-install-recommends ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime
-# One monitor, one OSD on memstore (objects live in memory, 2 GiB cap), one manager,
+# One monitor, one OSD on memstore (objects live in memory, 2 GiB cap unless
+# CEPH_MEMSTORE_BYTES says otherwise), one manager,
 # one radosgw; authentication between daemons off, S3 access by the key pair below.
 # Boots in 15-40 s on a 2-core machine; all state is under DIR. Use free ports: a daemon
 # left from an earlier run on the same ports makes the new OSD fail with "wrong fsid".
@@ -53,7 +54,7 @@ mon allow pool size one = true
 mon warn on pool no redundancy = false
 osd crush chooseleaf type = 0
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = ${CEPH_MEMSTORE_BYTES:-2147483648}
 ms bind ipv4 = true
 ms bind ipv6 = false
 # With a monitor on a port other than 6789 only msgr2 is spoken, and radosgw's default
