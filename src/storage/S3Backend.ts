@@ -365,7 +365,7 @@ export class S3Backend implements StorageBackend {
     if (this.abandonedAgeMs === 0) return;
     const { bucket } = this.options;
     const cutoff = Date.now() - this.abandonedAgeMs;
-    const olderThan = formatDuration(Math.round(this.abandonedAgeMs / 1000));
+    const olderThan = formatDuration(this.abandonedAgeMs / 1000);
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     for (let pages = 0; ; pages++) {
