@@ -860,16 +860,26 @@ test.serial('two nodes on one prefix: starting one leaves the other\'s upload ru
   t.deepEqual(await journal(join(nodes.b.dir, 'state')), []);
 });
 
-test.serial('a server started with --s3-abandoned-upload-age aborts the inactive uploads under its prefix and logs each', async (t) => {
+test.serial('a server started with --s3-abandoned-upload-age aborts the inactive uploads under its prefix, logs each, and keeps one with a recent part', async (t) => {
   t.timeout(60_000);
   const prefix = `sweep-${randomBytes(4).toString('hex')}`;
-  await ceph.client.send(new CreateMultipartUploadCommand({ Bucket: CONTRACT_BUCKET, Key: `${prefix}/alice/gone.bin` }));
-  const outside = await ceph.client.send(new CreateMultipartUploadCommand({ Bucket: CONTRACT_BUCKET, Key: `${prefix}-other/x.bin` }));
-  await sleep(1500);
-  const proc = await node(t, prefix, { args: ['--s3-abandoned-upload-age', '1s'] });
-  t.deepEqual(await pendingUnder(prefix), []);
+  const create = async (key: string): Promise<string> =>
+    (await ceph.client.send(new CreateMultipartUploadCommand({ Bucket: CONTRACT_BUCKET, Key: key }))).UploadId ?? '';
+  await create(`${prefix}/alice/gone.bin`);
+  const alive = await create(`${prefix}/alice/alive.bin`);
+  const outside = await create(`${prefix}-other/x.bin`);
+  await sleep(4500);
+  await ceph.client.send(
+    new UploadPartCommand({ Bucket: CONTRACT_BUCKET, Key: `${prefix}/alice/alive.bin`, UploadId: alive, PartNumber: 1, Body: randomBytes(1024), ContentLength: 1024 }),
+  );
+  // All three were initiated 4.5 s before the server starts; only alive had a part since (as long as the start takes under 4 s).
+  const proc = await node(t, prefix, { args: ['--s3-abandoned-upload-age', '4s'] });
+  t.deepEqual(await pendingUnder(prefix), [`${prefix}/alice/alive.bin`]);
   t.deepEqual(await pendingUnder(`${prefix}-other`), [`${prefix}-other/x.bin`], 'a neighbouring prefix is not touched');
-  const line = (await dfosLog(proc.logDir)).find((r) => r.message === 'Aborted an abandoned S3 multipart upload');
-  t.like(line, { key: `${prefix}/alice/gone.bin`, lastPart: null, inactiveFor: 'more than 1s' });
-  await ceph.client.send(new AbortMultipartUploadCommand({ Bucket: CONTRACT_BUCKET, Key: `${prefix}-other/x.bin`, UploadId: outside.UploadId }));
+  const lines = (await dfosLog(proc.logDir)).filter((r) => r.message === 'Aborted an abandoned S3 multipart upload');
+  t.is(lines.length, 1);
+  t.like(lines[0], { key: `${prefix}/alice/gone.bin`, lastPart: null, inactiveFor: 'more than 4s' });
+  for (const [key, id] of [[`${prefix}-other/x.bin`, outside], [`${prefix}/alice/alive.bin`, alive]] as const) {
+    await ceph.client.send(new AbortMultipartUploadCommand({ Bucket: CONTRACT_BUCKET, Key: key, UploadId: id }));
+  }
 });
