@@ -149,6 +149,8 @@ export class S3Backend implements StorageBackend {
   private sweeping: Promise<void> | undefined;
   /** Aborted by close(): stops a running sweep. */
   private readonly closing = new AbortController();
+  /** Where the next sweep goes on when the last one stopped at SWEEP_MAX_PAGES. */
+  private sweepFrom: { keyMarker?: string; uploadIdMarker?: string } = {};
 
   constructor(private readonly options: S3BackendOptions) {
     const region = options.region ?? 'us-east-1';
@@ -359,18 +361,19 @@ export class S3Backend implements StorageBackend {
    * Aborts the multipart uploads under the prefix that are abandoned: initiated before
    * now − abandonedAgeMs and without a part uploaded since (a slow but live upload keeps
    * sending parts, so it is never taken). This node's own uploads in flight are skipped.
-   * At most SWEEP_MAX_PAGES pages of uploads per run; the rest waits for the next run.
+   * At most SWEEP_MAX_PAGES pages of uploads per run; the next run goes on from there.
    */
   private async sweepAbandonedUploads(signal?: AbortSignal): Promise<void> {
     if (this.abandonedAgeMs === 0) return;
     const { bucket } = this.options;
     const cutoff = Date.now() - this.abandonedAgeMs;
     const olderThan = formatDuration(this.abandonedAgeMs / 1000);
-    let keyMarker: string | undefined;
-    let uploadIdMarker: string | undefined;
+    let { keyMarker, uploadIdMarker } = this.sweepFrom;
+    this.sweepFrom = {};
     for (let pages = 0; ; pages++) {
       if (pages === SWEEP_MAX_PAGES) {
-        this.log('More multipart uploads than one sweep lists; the next sweep goes on', { pages });
+        this.sweepFrom = { keyMarker, uploadIdMarker };
+        this.log('More multipart uploads than one sweep lists; the next sweep goes on', { pages, after: keyMarker });
         return;
       }
       const page = await this.client.send(
