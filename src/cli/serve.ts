@@ -46,7 +46,7 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     key: 's3AbandonedUploadAge',
     flag: 's3-abandoned-upload-age',
     arg: '<duration>',
-    help: 'abort multipart uploads under the prefix that had no part uploaded for this long (left by a node that never came back), e.g. 6h; 0: never',
+    help: 'abort multipart uploads under the prefix that had no part uploaded for this long (left by a node that never came back): seconds, or e.g. 90m, 6h; 0: never',
     kind: 'string',
   },
   { key: 'users', flag: 'users', arg: '<file>', help: 'users file (reloaded when it changes)', kind: 'string' },
