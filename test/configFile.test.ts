@@ -54,7 +54,7 @@ test('precedence: flags > DFOS_* environment > config file > defaults, each line
     join(dir, 'dfos.yaml'),
     ['port: 2000', 'max-sessions: 7', 'idle-timeout: 11', 'log-level: debug', 'ban-allow:', '  - 10.0.0.0/8', '  - 2001:db8::/32', 'pasv-address:', ''].join('\n'),
   );
-  const r = await check(dir, ['--max-sessions', '9', '--log-max-size', '2MiB'], { DFOS_IDLE_TIMEOUT: '12', DFOS_MAX_SESSIONS: '8', DFOS_LOG_ROTATE: 'daily' });
+  const r = await check(dir, ['--max-sessions', '9', '--log-max-size', '2MiB', '--s3-abandoned-upload-age', '6h'], { DFOS_IDLE_TIMEOUT: '12', DFOS_MAX_SESSIONS: '8', DFOS_LOG_ROTATE: 'daily' });
   t.is(r.code, 0, r.err.join('\n'));
   const e = effective(r.out);
   t.deepEqual(e.get('max-sessions'), [9, '--max-sessions'], 'a flag wins over the environment and the file');
@@ -64,6 +64,7 @@ test('precedence: flags > DFOS_* environment > config file > defaults, each line
   t.deepEqual(e.get('ban-allow'), [['10.0.0.0/8', '2001:db8::/32'], 'dfos.yaml line 5'], 'a YAML list is the flag\'s comma list');
   t.deepEqual(e.get('log-rotate'), ['daily', 'DFOS_LOG_ROTATE']);
   t.deepEqual(e.get('log-max-size'), [2 * 1024 * 1024, '--log-max-size']);
+  t.deepEqual(e.get('s3-abandoned-upload-age'), [6 * 3600, '--s3-abandoned-upload-age'], 'durations are kept in seconds');
   t.deepEqual(e.get('host'), ['0.0.0.0', 'default']);
   t.deepEqual(e.get('pasv-address'), [null, 'not set (default)'], 'an empty value leaves the key unset');
   t.deepEqual([...e.keys()].sort(), SCHEMA_KEYS, 'every key is printed');
@@ -102,6 +103,7 @@ test('config mistakes: one line naming the file, line and key with the fix; exit
     'value.yaml': 'port: 2121\nmax-sessions: many\n',
     'range.yaml': 'pasv-min: 60000\n',
     'size.yaml': 'log-max-size: 10 parsecs\n',
+    'age.yaml': 's3-abandoned-upload-age: 1 week\n',
     'nested.yaml': 'tls:\n  mode: required\n',
     'list.yaml': '- port: 2121\n',
     'duplicate.yaml': 'port: 1\nport: 2\n',
@@ -116,6 +118,8 @@ test('config mistakes: one line naming the file, line and key with the fix; exit
     [['value.yaml'], {}, 'dfos: max-sessions in value.yaml line 2 must be a whole number, 0 or more (0: no limit) (got "many")'],
     [['range.yaml'], {}, /^dfos: pasv-min in range\.yaml line 1 must not be greater than --pasv-max \(default 50999\)/],
     [['size.yaml'], {}, /^dfos: log-max-size in size\.yaml line 1 must be a size such as .*MiB.* \(got "10 parsecs"\)$/],
+    [['age.yaml'], {}, 'dfos: s3-abandoned-upload-age in age.yaml line 1 must be a duration such as 3600 (seconds), 90m, 6h or 2d, at least 1s, or 0 for never (got "1 week")'],
+    [['age.yaml'], { DFOS_S3_ABANDONED_UPLOAD_AGE: '0.5s' }, /^dfos: DFOS_S3_ABANDONED_UPLOAD_AGE must be a duration such as .*, at least 1s, or 0 for never \(got "0\.5s"\)$/],
     [['nested.yaml'], {}, 'dfos: config file nested.yaml line 1: tls must be a single value or a list, not a mapping or nested list'],
     [['list.yaml'], {}, /^dfos: config file list\.yaml: must be a mapping of settings/],
     [['duplicate.yaml'], {}, /^dfos: config file duplicate\.yaml line 2, column 1: Map keys must be unique/],

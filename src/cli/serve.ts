@@ -42,6 +42,13 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   },
   { key: 's3Endpoint', flag: 's3-endpoint', arg: '<url>', help: 'S3 endpoint URL (path-style), e.g. http://127.0.0.1:7480 for Ceph RGW', kind: 'string' },
   { key: 's3Region', flag: 's3-region', arg: '<region>', help: 'S3 region', kind: 'string' },
+  {
+    key: 's3AbandonedUploadAge',
+    flag: 's3-abandoned-upload-age',
+    arg: '<duration>',
+    help: 'abort multipart uploads under the prefix that had no part uploaded for this long (left by a node that never came back): seconds, or e.g. 90m, 6h; 0: never',
+    kind: 'string',
+  },
   { key: 'users', flag: 'users', arg: '<file>', help: 'users file (reloaded when it changes)', kind: 'string' },
   { key: 'logDir', flag: 'log-dir', arg: '<dir>', help: 'directory for log files', kind: 'string' },
   { key: 'logLevel', flag: 'log-level', arg: '<level>', help: `one of ${LOG_LEVELS.join(', ')}`, kind: 'string' },

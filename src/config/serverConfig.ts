@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { isDnsName } from '../tls/certificateNames.js';
 import { cidrProblem } from '../core/AllowList.js';
 import { BYTE_SIZE_RULE, parseByteSize } from '../util/byteSize.js';
+import { DURATION_RULE, parseDuration } from '../util/duration.js';
 import { isLoopbackAddress } from '../util/address.js';
 import { parseListenAddress } from '../util/listenAddress.js';
 
@@ -40,6 +41,7 @@ function certNames(value: string | readonly string[]): string[] {
 const certNameOk = (n: string) => isIP(n) !== 0 || isDnsName(n);
 
 const LOG_MAX_SIZE_RULE = `log-max-size must be ${BYTE_SIZE_RULE}, at least 1KiB`;
+const ABANDONED_AGE_RULE = `s3-abandoned-upload-age must be ${DURATION_RULE}, at least 1s, or 0 for never`;
 const RATE_TOTAL_RULE = 'rate-total must be a rate in bytes per second such as 512KiB or 100MiB, or 0 for no cap';
 
 const port = (what: string) =>
@@ -87,6 +89,15 @@ export const serverConfigSchema = z
       .refine((u) => /^https?:\/\/[^/\s]+/.test(u), 's3-endpoint must be an http:// or https:// URL such as http://127.0.0.1:7480')
       .optional(),
     s3Region: z.string().min(1, 's3-region must be a region name such as us-east-1').default('us-east-1'),
+    /**
+     * Seconds after which a multipart upload under the prefix with no part uploaded is
+     * abandoned (its node died for good) and aborted by any node; 0: never. A number of
+     * seconds or a duration such as 6h.
+     */
+    s3AbandonedUploadAge: z
+      .union([z.number(), z.string().transform((text) => parseDuration(text) ?? Number.NaN)], { error: ABANDONED_AGE_RULE })
+      .pipe(z.number({ error: ABANDONED_AGE_RULE }).refine((s) => s === 0 || s >= 1, ABANDONED_AGE_RULE))
+      .default(86_400),
     users: z.string().min(1, 'users must be a file path').default('./users.json'),
     logDir: z.string().min(1, 'log-dir must be a directory path').default('./logs'),
     logLevel: z.enum(LOG_LEVELS, { error: `log-level must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),

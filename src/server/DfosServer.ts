@@ -167,7 +167,7 @@ export class DfosServer {
     const users = await UserStore.load(resolve(config.users));
     const tls = await loadTls(config, loggers);
     const storage = createStorageBackend(config);
-    await storage.start((message, fields) => log.info(message, fields));
+    await storage.start((message, fields, level = 'info') => log[level](message, fields));
     const audit = new AuditLog(auditLog);
     const defender = await Defender.start({
       threshold: config.banThreshold,

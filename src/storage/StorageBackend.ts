@@ -155,6 +155,9 @@ export interface UserStorage {
   measureUsage(): Promise<StorageUsage>;
 }
 
+/** Where a backend reports what its housekeeping did, for the operator (level 'info' unless said). */
+export type StorageLog = (message: string, fields: Record<string, unknown>, level?: 'info' | 'warn') => void;
+
 /** A storage backend: one per server. */
 export interface StorageBackend {
   readonly capabilities: StorageCapabilities;
@@ -163,9 +166,10 @@ export interface StorageBackend {
   /**
    * Checks the backend is usable and cleans up what a crash left (temporaries, unfinished
    * multipart uploads). Throws an Error whose message is one line naming the problem and
-   * the fix. `log` receives what the cleanup did, for the operator.
+   * the fix. `log` receives what the cleanup did (at start and in later background
+   * housekeeping, until close()), for the operator.
    */
-  start(log?: (message: string, fields: Record<string, unknown>) => void): Promise<void>;
+  start(log?: StorageLog): Promise<void>;
   /** Where a user's home lives (a folder, a bucket prefix), for operator logs only, never for clients. */
   homeLocation(user: string): string;
   /**

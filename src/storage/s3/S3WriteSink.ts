@@ -34,8 +34,9 @@ class UploadAborted extends Error {
  * Writable that forwards chunks with backpressure and whose finish does nothing. Until
  * commit() no object exists under the key; abort() destroys the input with an error, which
  * makes lib-storage abort the multipart upload (AbortMultipartUpload) instead of
- * completing it, and leaves any previous object untouched. If that last call fails (S3
- * down), the next start() of the backend removes the leftover upload.
+ * completing it, and leaves any previous object untouched. The backend journals the
+ * multipart upload while it exists (see S3Backend.journalUploads): if that last call fails
+ * (S3 down) or the process dies, the node's next start() aborts the leftover upload.
  *
  * Memory: lib-storage holds one part being filled plus `queueSize` parts in flight, so an
  * upload buffers at most about partSizeBytes × (queueSize + 1) bytes (8 MiB × 5 = 40 MiB
@@ -121,7 +122,7 @@ export class S3WriteSink implements WriteSink {
 
   /**
    * Discards the upload and waits until lib-storage has aborted its multipart upload
-   * (or failed to: the next start() cleans up then). Idempotent.
+   * (or failed to: the node's next start() aborts it then). Idempotent.
    */
   async abort(): Promise<void> {
     if (this.state === 'committed' || this.state === 'committing') return;
