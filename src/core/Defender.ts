@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { AuditLog } from '../logging/AuditLog.js';
 import { normaliseAddress } from '../util/address.js';
 import { AllowList } from './AllowList.js';
 import { parseBans, writeBansFile, type BanEntry } from './bansFile.js';
+import type { SharedState } from './shared/SharedState.js';
 
 /** The defender's settings (seconds, as the flags give them). */
 export interface DefenderOptions {
@@ -21,6 +22,8 @@ export interface DefenderOptions {
   log: { info(message: string, fields?: object): unknown; warn(message: string, fields?: object): unknown };
   /** How often the file is checked for outside edits and bans for expiry (ms). */
   pollMs?: number;
+  /** The cluster's bans and failure scores (`--redis`); absent: this node's memory and file only. */
+  shared?: SharedState;
 }
 
 /** The settings that can change while the defender runs. */
@@ -32,9 +35,16 @@ export type DefenderSettings = Pick<DefenderOptions, 'threshold' | 'windowS' | '
  * threshold-th failure bans the address for banTime, doubling with each repeat ban.
  * Bans are persisted, so they survive a restart, and the file is polled so that
  * `dfos bans lift` takes effect on a running server.
+ *
+ * With a shared store (`--redis`), failures on every node count towards one score, and
+ * bans are shared: this node pushes its own at once, polls the store's version with the
+ * file, and takes the other nodes' bans and lifts (a lift in this node's file is pushed
+ * too). Refusals are always decided from this node's own copy, never by asking the store,
+ * so a slow or absent store cannot let a banned address in; bans made meanwhile are pushed
+ * when it is back.
  */
 export class Defender {
-  private limiter: RateLimiterMemory | undefined;
+  private limiter: RateLimiterAbstract | undefined;
   private allow: AllowList;
   private readonly bans = new Map<string, BanEntry>();
   /** How many times each address was banned (kept after a ban expires, for the doubling). */
@@ -46,14 +56,23 @@ export class Defender {
   private known = '';
   /** File work runs one at a time. */
   private queue: Promise<void> = Promise.resolve();
+  /** Bans the shared store has not confirmed yet (pushed again when it is back). */
+  private readonly toPush = new Map<string, BanEntry>();
+  /** Lifts made here (in the file) the shared store has not confirmed yet: address → the lifted ban's end. */
+  private readonly toLift = new Map<string, number>();
+  /** The shared store's ban version as last read. */
+  private sharedVersion: string | undefined;
 
   private constructor(private options: DefenderOptions) {
     this.allow = new AllowList(options.allow);
-    this.limiter = Defender.limiterFor(options);
+    this.limiter = this.limiterFor(options);
   }
 
-  private static limiterFor(options: DefenderSettings): RateLimiterMemory | undefined {
-    return options.threshold > 0 ? new RateLimiterMemory({ points: options.threshold, duration: Math.max(1, Math.ceil(options.windowS)) }) : undefined;
+  /** Scores in the shared store when there is one (this node's memory while it does not answer), else in memory. */
+  private limiterFor(settings: DefenderSettings): RateLimiterAbstract | undefined {
+    if (settings.threshold <= 0) return undefined;
+    const duration = Math.max(1, Math.ceil(settings.windowS));
+    return this.options.shared?.bans.failureLimiter(settings.threshold, duration) ?? new RateLimiterMemory({ points: settings.threshold, duration });
   }
 
   /**
@@ -63,15 +82,23 @@ export class Defender {
   configure(settings: DefenderSettings): void {
     this.options = { ...this.options, ...settings };
     this.allow = new AllowList(settings.allow);
-    this.limiter = Defender.limiterFor(settings);
+    this.limiter = this.limiterFor(settings);
   }
 
-  /** Loads the persisted bans (expired ones dropped) and starts polling the file. */
+  /** Loads the persisted bans (expired ones dropped) and starts polling the file (and the shared store). */
   static async start(options: DefenderOptions): Promise<Defender> {
     const defender = new Defender(options);
     await defender.sync(false);
     if (defender.bans.size > 0) options.log.info('Bans loaded', { file: options.file, bans: defender.bans.size });
-    defender.timer = setInterval(() => defender.enqueue(() => defender.sync(true)), options.pollMs ?? 1000);
+    options.shared?.onResync((fresh) => defender.resync(fresh));
+    defender.timer = setInterval(
+      () =>
+        defender.enqueue(async () => {
+          await defender.sync(true);
+          await defender.pull(false);
+        }),
+      options.pollMs ?? 1000,
+    );
     defender.timer.unref();
     return defender;
   }
@@ -136,8 +163,95 @@ export class Defender {
     const why = `${this.options.threshold} failed logins within ${this.options.windowS} s (last: ${reason})`;
     this.options.log.warn('Address banned', { client: ip, seconds, count, until: new Date(ban.until).toISOString(), reason: why });
     this.options.audit.record({ session: undefined, user: undefined, client: ip, action: 'ban', result: 'ok', reason: why, durationMs: Math.round(seconds * 1000) });
+    this.share(ban);
     await this.enqueue(() => this.persist());
     return ban;
+  }
+
+  /** Pushes a ban to the shared store (kept for the resync until the store confirms it). */
+  private share(ban: BanEntry): void {
+    const shared = this.options.shared;
+    if (!shared) return;
+    this.toPush.set(ban.ip, ban);
+    shared.bans.put([ban]).then(
+      () => {
+        if (this.toPush.get(ban.ip) === ban) this.toPush.delete(ban.ip);
+      },
+      () => undefined,
+    );
+  }
+
+  /** Pushes a lift made in this node's file to the shared store (a newer, longer ban there stays). */
+  private unshare(ip: string, until: number): void {
+    const shared = this.options.shared;
+    if (!shared) return;
+    this.toPush.delete(ip);
+    this.toLift.set(ip, until);
+    shared.bans.lift(ip, until).then(
+      () => {
+        if (this.toLift.get(ip) === until) this.toLift.delete(ip);
+      },
+      () => undefined,
+    );
+  }
+
+  /**
+   * Takes the shared store's bans when its version changed (or `force`): bans this node
+   * does not have (or has shorter) are adopted, and bans this node has that the store no
+   * longer holds were lifted elsewhere, unless this node has not pushed them yet. An
+   * unreachable store changes nothing here.
+   */
+  private async pull(force: boolean): Promise<void> {
+    const shared = this.options.shared;
+    if (!shared) return;
+    let list: BanEntry[];
+    try {
+      const version = await shared.bans.version();
+      if (!force && version === this.sharedVersion) return;
+      list = await shared.bans.all();
+      this.sharedVersion = version;
+    } catch {
+      return;
+    }
+    const now = Date.now();
+    const held = new Map(list.map((b) => [normaliseAddress(b.ip) ?? b.ip, b]));
+    let dirty = false;
+    for (const [ip, ban] of held) {
+      const mine = this.bans.get(ip);
+      if (this.toLift.has(ip) || (mine && mine.until >= ban.until)) continue;
+      this.bans.set(ip, { ...ban, ip });
+      this.repeats.set(ip, Math.max(this.repeats.get(ip) ?? 0, ban.count));
+      this.unsaved.add(ip);
+      dirty = true;
+      if (!mine || mine.until <= now) {
+        this.options.log.info('Address banned on another node', { client: ip, count: ban.count, until: new Date(ban.until).toISOString() });
+      }
+    }
+    for (const [ip, ban] of this.bans) {
+      if (held.has(ip) || this.toPush.has(ip) || ban.until <= now) continue;
+      this.bans.delete(ip);
+      this.repeats.delete(ip);
+      void this.limiter?.delete(ip).catch(() => undefined);
+      this.lifted(ip, 'lifted on another node (dfos bans lift --redis, or its bans file)');
+      dirty = true;
+    }
+    if (dirty) await this.write();
+  }
+
+  /**
+   * The shared store answers again (or for the first time): pushes the bans and lifts it
+   * missed (every ban in force when it lost its data), then takes its bans.
+   */
+  private async resync(fresh: boolean): Promise<void> {
+    const shared = this.options.shared!;
+    const push = fresh ? this.list() : [...this.toPush.values()].filter((b) => b.until > Date.now());
+    await shared.bans.put(push);
+    for (const ban of push) if (this.toPush.get(ban.ip) === ban) this.toPush.delete(ban.ip);
+    for (const [ip, until] of [...this.toLift]) {
+      if (!fresh) await shared.bans.lift(ip, until);
+      this.toLift.delete(ip);
+    }
+    await this.enqueue(() => this.pull(true));
   }
 
   private enqueue(work: () => Promise<void>): Promise<void> {
@@ -167,8 +281,11 @@ export class Defender {
         if (onFile.has(ip) || this.unsaved.has(ip)) continue;
         this.bans.delete(ip);
         this.repeats.delete(ip);
-        void this.limiter?.delete(ip);
-        if (audit && ban.until > Date.now()) this.lifted(ip, 'lifted (removed from the bans file, e.g. dfos bans lift)');
+        void this.limiter?.delete(ip).catch(() => undefined);
+        if (audit && ban.until > Date.now()) {
+          this.lifted(ip, 'lifted (removed from the bans file, e.g. dfos bans lift)');
+          this.unshare(ip, ban.until);
+        }
       }
       for (const [ip, ban] of onFile) {
         if (this.unsaved.has(ip)) continue;
@@ -176,6 +293,7 @@ export class Defender {
         if (!mine || mine.until !== ban.until || mine.count !== ban.count) {
           this.bans.set(ip, { ...ban, ip });
           this.repeats.set(ip, Math.max(this.repeats.get(ip) ?? 0, ban.count));
+          if (audit) this.share({ ...ban, ip });
         }
       }
       this.known = text;
