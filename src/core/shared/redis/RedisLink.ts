@@ -48,6 +48,8 @@ export class RedisLink {
   private stopped = false;
   /** A resync succeeded before (a later one is a return after an outage). */
   private connectedOnce = false;
+  /** begin() was called: the participants are registered, resyncs may run. */
+  private began = false;
 
   private constructor(private readonly options: RedisLinkOptions) {
     this.client = new Redis(options.url, {
@@ -61,7 +63,9 @@ export class RedisLink {
     });
     this.client.on('error', (err: Error) => this.down(err));
     this.client.on('close', () => this.down(new Error('connection closed')));
-    this.client.on('ready', () => void this.resync());
+    this.client.on('ready', () => {
+      if (this.began) void this.resync();
+    });
   }
 
   /**
@@ -72,7 +76,7 @@ export class RedisLink {
     const link = new RedisLink(options);
     await link.client.connect().catch((err: unknown) => link.down(err));
     link.timer = setInterval(() => {
-      if (link.state !== 'up' && link.client.status === 'ready') void link.resync();
+      if (link.began && link.state !== 'up' && link.client.status === 'ready') void link.resync();
     }, CHECK_MS);
     link.timer.unref();
     return link;
@@ -104,6 +108,7 @@ export class RedisLink {
 
   /** The first resync, once the participants are registered (at once when connected; else when Redis answers). */
   begin(): Promise<void> {
+    this.began = true;
     return this.client.status === 'ready' ? this.resync() : Promise.resolve();
   }
 
