@@ -177,6 +177,21 @@ test('secrets are masked in printed configuration: secret-named keys, and passwo
   t.is(maskSecret('storage', 's3://bucket/prefix'), 's3://bucket/prefix');
 });
 
+test('--redis: a password in the URL is masked by dfos config check; a bad URL or prefix is one line naming the flag', async (t) => {
+  const dir = await workDir(t);
+  await writeFile(join(dir, 'dfos.yaml'), 'redis: redis://:hunter2-secret@127.0.0.1:6379/0\nredis-prefix: "eu:"\n');
+  const r = await check(dir, []);
+  t.is(r.code, 0, r.err.join('\n'));
+  t.false(r.out.includes('hunter2'), 'the Redis password is not printed');
+  t.regex(r.out, /^redis: redis:\/\/:\*{8}@127\.0\.0\.1:6379\/0 # dfos\.yaml line 1$/m);
+  t.regex(r.out, /^redis-prefix: "eu:" # dfos\.yaml line 2$/m);
+  const [url, prefix] = await Promise.all([check(dir, ['--redis', 'http://127.0.0.1:6379']), check(dir, ['--redis-prefix', 'a b'])]);
+  t.is(url.code, 2);
+  t.regex(url.err[0] ?? '', /^dfos: --redis must be a URL such as redis:\/\/127\.0\.0\.1:6379, .* \(got "http:\/\/127\.0\.0\.1:6379"\)$/);
+  t.is(prefix.code, 2);
+  t.regex(prefix.err[0] ?? '', /^dfos: --redis-prefix must be 1 to 64 letters, digits or _ - \. : such as dfos: or dfos-eu: \(got "a b"\)$/);
+});
+
 test('nearestKey: another spelling of a key, a typo a few edits away, or nothing', (t) => {
   const keys = ['max-sessions', 'max-sessions-per-ip', 'port', 'pasv-min'];
   t.deepEqual(nearestKey('maxSessionsPerIp', keys), { kind: 'spelling', key: 'max-sessions-per-ip' });
