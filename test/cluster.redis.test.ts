@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { Socket } from 'node:net';
 import { failLogin, firstLine, greeting } from './helpers/controlProbe.js';
-import { rawUpload } from './helpers/dataTransfer.js';
+import { rawUpload, startRawTransfer, writeAndEnd, writeData } from './helpers/dataTransfer.js';
 import { dfosLog } from './helpers/logFiles.js';
 import { RawFtp } from './helpers/rawFtp.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
@@ -85,6 +85,13 @@ test('a ban earned on node A (failures on both nodes add up) is refused on node 
   const again = await bansCli(['lift', ip], 't-ban:').catch((err: { code: number; stderr: string }) => err);
   t.like(again, { code: 1 });
   t.regex((again as { stderr: string }).stderr, /^dfos: 127\.0\.0\.60 is not banned \(Redis/);
+
+  // Banned again on B; lifted in node A's bans.json (dfos bans lift without --redis): A passes the lift on.
+  for (let i = 0; i < 3; i++) await failLogin(b.port, ip);
+  t.truthy(await firstLineBecomes(a.port, ip, BANNED), 'banned again, on A too');
+  await run(process.execPath, [CLI, 'bans', 'lift', ip, '--state-dir', a.stateDir], { env: cleanEnv(), timeout: 20_000 });
+  t.truthy(await firstLineBecomes(a.port, ip, /^220 /), 'lifted in A\'s file: lifted on A');
+  t.truthy(await firstLineBecomes(b.port, ip, /^220 /), 'and on B');
   const bad = await bansCli(['list'], 't-ban:', 'redis://127.0.0.1:1').catch((err: { code: number; stderr: string }) => err);
   t.like(bad, { code: 1 });
   t.regex((bad as { stderr: string }).stderr, /^dfos: cannot use Redis at redis:\/\/127\.0\.0\.1:1: .*ECONNREFUSED.*; check --redis\n$/);
@@ -144,6 +151,26 @@ test('quota usage is shared: an upload on A shows in SITE QUOTA on B, and an upl
   t.regex(fromA.raw, /Bytes: 70 KiB \(71680 bytes\) used/, 'and back: B\'s upload counts on A');
   const measured = (await dfosLog(a.logDir)).concat(await dfosLog(b.logDir)).filter((r) => r.message === 'Quota usage measured');
   t.is(measured.length, 1, 'the home was walked once for the cluster');
+});
+
+test('uploads in flight on one node hold their bytes against the quota on the other', async (t) => {
+  const KiB = 1024;
+  const [a, b] = await twoNodes(t, 't-reserve:', { users: [{ name: 'q', password: 'q-pw', quotaBytes: 100 * KiB }], sharedStorage: true });
+  const onA = await RawFtp.login(a.port, 'q', 'q-pw');
+  t.teardown(() => onA.close());
+  const onB = await RawFtp.login(b.port, 'q', 'q-pw');
+  t.teardown(() => onB.close());
+  const running = await startRawTransfer(onA, 'STOR', 'big.bin');
+  await writeData(running.data, Buffer.alloc(70 * KiB, 'a'));
+  await sleep(PROPAGATION_MS / 2);
+  const refused = await rawUpload(onB, 'STOR other.bin', Buffer.alloc(40 * KiB, 'b'));
+  t.is(refused.code, 552, 'the 70 KiB A is receiving count on B');
+  await writeAndEnd(running.data, '');
+  t.is((await onA.read()).code, 226);
+  // Until A tells the others its upload ended (within about a second), B counts it twice: it errs on refusing.
+  await sleep(PROPAGATION_MS / 2);
+  t.is((await rawUpload(onB, 'STOR fits.bin', Buffer.alloc(20 * KiB, 'c'))).code, 226, '70 KiB stored and 20 more fit in 100 KiB');
+  t.is((await rawUpload(onB, 'STOR more.bin', Buffer.alloc(20 * KiB, 'd'))).code, 552, 'and 20 more do not');
 });
 
 test('Redis stopped and started during logins: no crash, every login answered, bans enforced locally meanwhile and shared again when it is back', async (t) => {

@@ -107,8 +107,11 @@ export class RedisBans implements SharedBans {
     this.keys = keys(prefix);
   }
 
+  /** The epoch and the version: an emptied Redis is never read as "every ban was lifted". */
   async version(): Promise<string> {
-    return (await this.link.run((c) => c.get(this.keys.version))) ?? '0';
+    const [epoch, version] = await this.link.run((c) => c.mget(this.link.key('epoch'), this.keys.version));
+    if (epoch === null || epoch === undefined) throw this.link.dataLost();
+    return `${epoch}:${version ?? '0'}`;
   }
 
   all(): Promise<BanEntry[]> {

@@ -102,6 +102,17 @@ export class RedisLink {
     }
   }
 
+  /**
+   * Reports that Redis answers but lost its data (the epoch key is gone: flushed, or
+   * replaced by an empty server without a reconnection): handled like an outage, so the
+   * resync refills it. Returns the error to throw.
+   */
+  dataLost(): Error {
+    const err = new Error('Redis lost its data (flushed or replaced); refilling it from the nodes');
+    this.down(err);
+    return err;
+  }
+
   onResync(participant: Participant): void {
     this.participants.push(participant);
   }
