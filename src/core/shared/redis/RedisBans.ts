@@ -134,7 +134,7 @@ export class RedisBans implements SharedBans {
    */
   failureLimiter(points: number, durationS: number): RateLimiterAbstract {
     return new RateLimiterRedis({
-      storeClient: this.link.client,
+      storeClient: this.link.limiterClient,
       keyPrefix: `${this.prefix}fail`,
       points,
       duration: durationS,

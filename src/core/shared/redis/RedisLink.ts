@@ -38,6 +38,12 @@ type Participant = (fresh: boolean) => Promise<void>;
  */
 export class RedisLink {
   readonly client: Redis;
+  /**
+   * The client as a rate limiter sees it: not ready while the link is down (Redis gone, or
+   * too slow), so failed logins are scored in memory at once instead of each waiting for a
+   * command timeout.
+   */
+  readonly limiterClient: Redis;
   private state: 'starting' | 'up' | 'down' = 'starting';
   private downSince = 0;
   private readonly participants: Participant[] = [];
@@ -60,6 +66,13 @@ export class RedisLink {
       maxRetriesPerRequest: 0,
       retryStrategy: (attempt) => (this.stopped ? null : Math.min(100 * 2 ** attempt, RECONNECT_MAX_MS)),
       connectionName: `dfos:${options.nodeId}`,
+    });
+    this.limiterClient = new Proxy(this.client, {
+      get: (target, prop) => {
+        if (prop === 'status') return this.state === 'up' ? target.status : 'unreachable';
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
     });
     this.client.on('error', (err: Error) => this.down(err));
     this.client.on('close', () => this.down(new Error('connection closed')));
