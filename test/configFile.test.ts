@@ -185,9 +185,9 @@ test('--redis: a password in the URL is masked by dfos config check; a bad URL o
   t.false(r.out.includes('hunter2'), 'the Redis password is not printed');
   t.regex(r.out, /^redis: redis:\/\/:\*{8}@127\.0\.0\.1:6379\/0 # dfos\.yaml line 1$/m);
   t.regex(r.out, /^redis-prefix: "eu:" # dfos\.yaml line 2$/m);
-  const [url, prefix] = await Promise.all([check(dir, ['--redis', 'http://127.0.0.1:6379']), check(dir, ['--redis-prefix', 'a b'])]);
+  const [url, prefix] = await Promise.all([check(dir, ['--redis', 'http://:hunter2@127.0.0.1:6379']), check(dir, ['--redis-prefix', 'a b'])]);
   t.is(url.code, 2);
-  t.regex(url.err[0] ?? '', /^dfos: --redis must be a URL such as redis:\/\/127\.0\.0\.1:6379, .* \(got "http:\/\/127\.0\.0\.1:6379"\)$/);
+  t.regex(url.err[0] ?? '', /^dfos: --redis must be a URL such as redis:\/\/127\.0\.0\.1:6379, .* \(got "http:\/\/:\*{8}@127\.0\.0\.1:6379"\)$/, 'the password is not echoed');
   t.is(prefix.code, 2);
   t.regex(prefix.err[0] ?? '', /^dfos: --redis-prefix must be 1 to 64 letters, digits or _ - \. : such as dfos: or dfos-eu: \(got "a b"\)$/);
 });

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { ZodError } from 'zod';
 import { ConfigFileError, readConfigFile, type ConfigFile } from '../config/configFile.js';
+import { maskSecret } from '../config/effectiveConfig.js';
 import { parseServerConfig, serverConfigSchema, type ServerConfig, type ServerConfigInput } from '../config/serverConfig.js';
 import { usageError } from './errors.js';
 import { envVarFor } from './options.js';
@@ -139,5 +140,6 @@ function describeIssue(
   let text = issue.message.replace(new RegExp(`(?<![\\w-])(${words})(?![\\w:-])`, 'g'), (w) => name(byFlag.get(w)!));
   if (primary && !text.startsWith(name(primary))) text = `${name(primary)}: ${text}`;
   const got = primary ? given.raw[primary.key] : undefined;
-  return got === undefined ? text : `${text} (got ${JSON.stringify(got)})`;
+  // A password in a URL (--redis, --s3-endpoint) is not echoed back.
+  return got === undefined || !primary ? text : `${text} (got ${JSON.stringify(maskSecret(primary.flag, got))})`;
 }
