@@ -70,7 +70,7 @@ test('a ban earned on node A (failures on both nodes add up) is refused on node 
   const third = await failLogin(a.port, ip);
   t.regex(third.at(-1) ?? '', BANNED, 'the third failure overall (two on A, one on B) bans the address on A');
   const tookMs = await firstLineBecomes(b.port, ip, BANNED);
-  t.truthy(tookMs, 'node B refuses the address before the greeting');
+  t.not(tookMs, undefined, 'node B refuses the address before the greeting');
   t.log(`ban reached node B within ${tookMs} ms`);
   t.regex(await greeting(b.port, '127.0.0.61'), /^220 /, 'another address is let in');
   const onFile = await pollUntil(async () => (await readFile(join(b.stateDir, 'bans.json'), 'utf8')).includes(ip), PROPAGATION_MS);
@@ -80,18 +80,18 @@ test('a ban earned on node A (failures on both nodes add up) is refused on node 
   t.regex(list.stdout, /^127\.0\.0\.60 {2}until \d{4}-\d\d-\d\dT[\d:.]+Z {2}count 1\n$/);
   const lift = await bansCli(['lift', ip], 't-ban:');
   t.regex(lift.stdout, /^lifted the ban of 127\.0\.0\.60 in Redis redis:\/\/127\.0\.0\.1:\d+ \(prefix t-ban:\)\n$/);
-  t.truthy(await firstLineBecomes(a.port, ip, /^220 /), 'lifted on A');
-  t.truthy(await firstLineBecomes(b.port, ip, /^220 /), 'lifted on B');
+  t.not(await firstLineBecomes(a.port, ip, /^220 /), undefined, 'lifted on A');
+  t.not(await firstLineBecomes(b.port, ip, /^220 /), undefined, 'lifted on B');
   const again = await bansCli(['lift', ip], 't-ban:').catch((err: { code: number; stderr: string }) => err);
   t.like(again, { code: 1 });
   t.regex((again as { stderr: string }).stderr, /^dfos: 127\.0\.0\.60 is not banned \(Redis/);
 
   // Banned again on B; lifted in node A's bans.json (dfos bans lift without --redis): A passes the lift on.
   for (let i = 0; i < 3; i++) await failLogin(b.port, ip);
-  t.truthy(await firstLineBecomes(a.port, ip, BANNED), 'banned again, on A too');
+  t.not(await firstLineBecomes(a.port, ip, BANNED), undefined, 'banned again, on A too');
   await run(process.execPath, [CLI, 'bans', 'lift', ip, '--state-dir', a.stateDir], { env: cleanEnv(), timeout: 20_000 });
-  t.truthy(await firstLineBecomes(a.port, ip, /^220 /), 'lifted in A\'s file: lifted on A');
-  t.truthy(await firstLineBecomes(b.port, ip, /^220 /), 'and on B');
+  t.not(await firstLineBecomes(a.port, ip, /^220 /), undefined, 'lifted in A\'s file: lifted on A');
+  t.not(await firstLineBecomes(b.port, ip, /^220 /), undefined, 'and on B');
   const bad = await bansCli(['list'], 't-ban:', 'redis://127.0.0.1:1').catch((err: { code: number; stderr: string }) => err);
   t.like(bad, { code: 1 });
   t.regex((bad as { stderr: string }).stderr, /^dfos: cannot use Redis at redis:\/\/127\.0\.0\.1:1: .*ECONNREFUSED.*; check --redis\n$/);
@@ -173,16 +173,34 @@ test('uploads in flight on one node hold their bytes against the quota on the ot
   t.is((await rawUpload(onB, 'STOR more.bin', Buffer.alloc(20 * KiB, 'd'))).code, 552, 'and 20 more do not');
 });
 
-test('Redis stopped and started during logins: no crash, every login answered, bans enforced locally meanwhile and shared again when it is back', async (t) => {
+test('Redis stopped and started during logins: no crash, every login answered, bans and quota usage kept locally meanwhile and shared again when it is back', async (t) => {
+  const KiB = 1024;
   const own = await startRedis();
   t.teardown(() => own.stop());
-  const [a, b] = await twoNodes(t, 't-outage:', { redisUrl: own.url, config: { banThreshold: 3, banTime: 600 } });
+  const [a, b] = await twoNodes(t, 't-outage:', {
+    redisUrl: own.url,
+    users: [
+      { name: 'alice', password: 'alice-pw' },
+      { name: 'q', password: 'q-pw', quotaBytes: 1024 * KiB },
+    ],
+    sharedStorage: true,
+    config: { banThreshold: 3, banTime: 600 },
+  });
+  const qA = await RawFtp.login(a.port, 'q', 'q-pw');
+  t.teardown(() => qA.close());
+  const qB = await RawFtp.login(b.port, 'q', 'q-pw');
+  t.teardown(() => qB.close());
+  t.is((await rawUpload(qA, 'STOR before.bin', Buffer.alloc(10 * KiB))).code, 226);
+  t.regex((await qB.command('SITE QUOTA')).raw, /\(10240 bytes\) used/);
   const before = '127.0.0.80';
   for (let i = 0; i < 3; i++) await failLogin(a.port, before);
-  t.truthy(await firstLineBecomes(b.port, before, BANNED), 'a ban from before the outage reached B');
+  t.not(await firstLineBecomes(b.port, before, BANNED), undefined, 'a ban from before the outage reached B');
 
   // Logins on both nodes, one after another on each, through the outage.
   let looping = true;
+  t.teardown(() => {
+    looping = false;
+  });
   const answered: string[] = [];
   const loop = async (node: TestServer) => {
     while (looping) {
@@ -211,6 +229,9 @@ test('Redis stopped and started during logins: no crash, every login answered, b
     return both.every((n) => n >= 1) ? both : undefined;
   }, 5000);
   t.deepEqual(warned, [1, 1], 'each node warns once');
+  t.is((await rawUpload(qA, 'STOR on-a.bin', Buffer.alloc(20 * KiB))).code, 226, 'uploads go on, counted locally');
+  t.is((await rawUpload(qB, 'STOR on-b.bin', Buffer.alloc(5 * KiB))).code, 226);
+  t.regex((await qB.command('SITE QUOTA')).raw, /\(15360 bytes\) used/, 'B counts what it knows');
   await sleep(1000);
   t.true(answered.length - atKill >= 4, `${answered.length - atKill} logins answered while Redis was down`);
 
@@ -220,8 +241,11 @@ test('Redis stopped and started during logins: no crash, every login answered, b
     return both.every(Boolean) || undefined;
   }, 8000, 100);
   t.true(back, 'both nodes log that Redis is reachable again');
-  t.truthy(await firstLineBecomes(a.port, during, BANNED), 'the ban made while Redis was down reaches node A');
+  t.not(await firstLineBecomes(a.port, during, BANNED), undefined, 'the ban made while Redis was down reaches node A');
   t.regex(await greeting(a.port, before), BANNED, 'the earlier ban is still enforced after Redis came back empty');
+  for (const raw of [qA, qB]) {
+    t.regex((await raw.command('SITE QUOTA')).raw, /\(35840 bytes\) used/, 'both nodes\' uploads made during the outage add up once Redis is back');
+  }
   const warnings = await Promise.all([a, b].map(async (n) => (await dfosLog(n.logDir)).filter((r) => String(r.message).startsWith('Redis unreachable')).length));
   t.deepEqual(warnings, [1, 1], 'one warning per node for the whole outage, not one per command');
 
