@@ -4,6 +4,7 @@ import type { AuditLog } from '../logging/AuditLog.js';
 import { normaliseAddress } from '../util/address.js';
 import { AllowList } from './AllowList.js';
 import { parseBans, writeBansFile, type BanEntry } from './bansFile.js';
+import { BanSync } from './shared/BanSync.js';
 import type { SharedState } from './shared/SharedState.js';
 
 /** The defender's settings (seconds, as the flags give them). */
@@ -56,16 +57,13 @@ export class Defender {
   private known = '';
   /** File work runs one at a time. */
   private queue: Promise<void> = Promise.resolve();
-  /** Bans the shared store has not confirmed yet (pushed again when it is back). */
-  private readonly toPush = new Map<string, BanEntry>();
-  /** Lifts made here (in the file) the shared store has not confirmed yet: address → the lifted ban's end. */
-  private readonly toLift = new Map<string, number>();
-  /** The shared store's ban version as last read. */
-  private sharedVersion: string | undefined;
+  /** The cluster's bans (`--redis`); undefined: this node's own only. */
+  private readonly cluster: BanSync | undefined;
 
   private constructor(private options: DefenderOptions) {
     this.allow = new AllowList(options.allow);
     this.limiter = this.limiterFor(options);
+    this.cluster = options.shared ? new BanSync(options.shared.bans) : undefined;
   }
 
   /** Scores in the shared store when there is one (this node's memory while it does not answer), else in memory. */
@@ -163,94 +161,40 @@ export class Defender {
     const why = `${this.options.threshold} failed logins within ${this.options.windowS} s (last: ${reason})`;
     this.options.log.warn('Address banned', { client: ip, seconds, count, until: new Date(ban.until).toISOString(), reason: why });
     this.options.audit.record({ session: undefined, user: undefined, client: ip, action: 'ban', result: 'ok', reason: why, durationMs: Math.round(seconds * 1000) });
-    this.share(ban);
+    this.cluster?.share(ban);
     await this.enqueue(() => this.persist());
     return ban;
   }
 
-  /** Pushes a ban to the shared store (kept for the resync until the store confirms it). */
-  private share(ban: BanEntry): void {
-    const shared = this.options.shared;
-    if (!shared) return;
-    this.toPush.set(ban.ip, ban);
-    shared.bans.put([ban]).then(
-      () => {
-        if (this.toPush.get(ban.ip) === ban) this.toPush.delete(ban.ip);
-      },
-      () => undefined,
-    );
-  }
-
-  /** Pushes a lift made in this node's file to the shared store (a newer, longer ban there stays). */
-  private unshare(ip: string, until: number): void {
-    const shared = this.options.shared;
-    if (!shared) return;
-    this.toPush.delete(ip);
-    this.toLift.set(ip, until);
-    shared.bans.lift(ip, until).then(
-      () => {
-        if (this.toLift.get(ip) === until) this.toLift.delete(ip);
-      },
-      () => undefined,
-    );
-  }
-
   /**
-   * Takes the shared store's bans when its version changed (or `force`): bans this node
-   * does not have (or has shorter) are adopted, and bans this node has that the store no
-   * longer holds were lifted elsewhere, unless this node has not pushed them yet. An
-   * unreachable store changes nothing here.
+   * Takes the cluster's bans and lifts (see BanSync) when they changed, or at once with
+   * `force`; an unreachable store changes nothing here.
    */
   private async pull(force: boolean): Promise<void> {
-    const shared = this.options.shared;
-    if (!shared) return;
-    let list: BanEntry[];
-    try {
-      const version = await shared.bans.version();
-      if (!force && version === this.sharedVersion) return;
-      list = await shared.bans.all();
-      this.sharedVersion = version;
-    } catch {
-      return;
-    }
+    const changes = await this.cluster?.pull(this.bans, force);
+    if (!changes) return;
     const now = Date.now();
-    const held = new Map(list.map((b) => [normaliseAddress(b.ip) ?? b.ip, b]));
-    let dirty = false;
-    for (const [ip, ban] of held) {
-      const mine = this.bans.get(ip);
-      if (this.toLift.has(ip) || (mine && mine.until >= ban.until)) continue;
-      this.bans.set(ip, { ...ban, ip });
-      this.repeats.set(ip, Math.max(this.repeats.get(ip) ?? 0, ban.count));
-      this.unsaved.add(ip);
-      dirty = true;
+    for (const ban of changes.adopt) {
+      const mine = this.bans.get(ban.ip);
+      this.bans.set(ban.ip, ban);
+      this.repeats.set(ban.ip, Math.max(this.repeats.get(ban.ip) ?? 0, ban.count));
+      this.unsaved.add(ban.ip);
       if (!mine || mine.until <= now) {
-        this.options.log.info('Address banned on another node', { client: ip, count: ban.count, until: new Date(ban.until).toISOString() });
+        this.options.log.info('Address banned on another node', { client: ban.ip, count: ban.count, until: new Date(ban.until).toISOString() });
       }
     }
-    for (const [ip, ban] of this.bans) {
-      if (held.has(ip) || this.toPush.has(ip) || ban.until <= now) continue;
+    for (const ip of changes.lifted) {
       this.bans.delete(ip);
       this.repeats.delete(ip);
       void this.limiter?.delete(ip).catch(() => undefined);
       this.lifted(ip, 'lifted on another node (dfos bans lift --redis, or its bans file)');
-      dirty = true;
     }
-    if (dirty) await this.write();
+    if (changes.adopt.length > 0 || changes.lifted.length > 0) await this.write();
   }
 
-  /**
-   * The shared store answers again (or for the first time): pushes the bans and lifts it
-   * missed (every ban in force when it lost its data), then takes its bans.
-   */
+  /** The shared store answers again (or for the first time): push what it missed, then take its bans. */
   private async resync(fresh: boolean): Promise<void> {
-    const shared = this.options.shared!;
-    const push = fresh ? this.list() : [...this.toPush.values()].filter((b) => b.until > Date.now());
-    await shared.bans.put(push);
-    for (const ban of push) if (this.toPush.get(ban.ip) === ban) this.toPush.delete(ban.ip);
-    for (const [ip, until] of [...this.toLift]) {
-      if (!fresh) await shared.bans.lift(ip, until);
-      this.toLift.delete(ip);
-    }
+    await this.cluster!.resync(fresh, this.list());
     await this.enqueue(() => this.pull(true));
   }
 
@@ -284,7 +228,7 @@ export class Defender {
         void this.limiter?.delete(ip).catch(() => undefined);
         if (audit && ban.until > Date.now()) {
           this.lifted(ip, 'lifted (removed from the bans file, e.g. dfos bans lift)');
-          this.unshare(ip, ban.until);
+          this.cluster?.unshare(ip, ban.until);
         }
       }
       for (const [ip, ban] of onFile) {
@@ -293,7 +237,7 @@ export class Defender {
         if (!mine || mine.until !== ban.until || mine.count !== ban.count) {
           this.bans.set(ip, { ...ban, ip });
           this.repeats.set(ip, Math.max(this.repeats.get(ip) ?? 0, ban.count));
-          if (audit) this.share({ ...ban, ip });
+          if (audit) this.cluster?.share({ ...ban, ip });
         }
       }
       this.known = text;
