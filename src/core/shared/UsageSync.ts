@@ -174,8 +174,10 @@ export class UsageSync {
       files: Math.max(0, held.files + (d?.files ?? 0)),
     };
     const local = this.records.get(user);
-    if (local) Object.assign(local, merged);
-    else this.records.set(user, merged);
+    if (!local) this.records.set(user, merged);
+    else if (local.bytes !== merged.bytes || local.files !== merged.files || local.measuredAt !== merged.measuredAt || local.updatedAt !== merged.updatedAt) {
+      Object.assign(local, merged);
+    } else return local;
     this.changed();
     return this.records.get(user)!;
   }
