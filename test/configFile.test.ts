@@ -170,15 +170,26 @@ test('dfos.example.yaml passes dfos config check, lists every key, and shows the
 
 test('secrets are masked in printed configuration: secret-named keys, and passwords in URLs', async (t) => {
   const dir = await workDir(t);
-  await writeFile(join(dir, 'dfos.yaml'), 's3-endpoint: http://rgw-user:hunter2-secret@127.0.0.1:7480\n');
+  await writeFile(join(dir, 'dfos.yaml'), 's3-endpoint: http://rgw-user:hunter2-secret@127.0.0.1:7480\nredis: redis://:hunter2-secret@127.0.0.1:6379/0\n');
   const r = await check(dir, []);
   t.is(r.code, 0, r.err.join('\n'));
   t.false(r.out.includes('hunter2'), 'the password in the URL is not printed');
   t.regex(r.out, /s3-endpoint: http:\/\/rgw-user:\*{8}@127\.0\.0\.1:7480 # dfos\.yaml line 1/);
+  t.regex(r.out, /^redis: redis:\/\/:\*{8}@127\.0\.0\.1:6379\/0 # dfos\.yaml line 2$/m, 'a Redis password (no user name) too');
   t.is(maskSecret('admin-token', 'abc'), MASK);
   t.is(maskSecret('s3-secret-key', 'abc'), MASK);
   t.is(maskSecret('admin-token-file', '/etc/dfos/token'), '/etc/dfos/token', 'a file holding a secret is only a path');
   t.is(maskSecret('storage', 's3://bucket/prefix'), 's3://bucket/prefix');
+});
+
+test('--redis and --redis-prefix: a bad URL or prefix is one line naming the flag, without the password', async (t) => {
+  const dir = await workDir(t);
+  await writeFile(join(dir, 'dfos.yaml'), '');
+  const [url, prefix] = await Promise.all([check(dir, ['--redis', 'http://:hunter2@127.0.0.1:6379']), check(dir, ['--redis-prefix', 'a b'])]);
+  t.is(url.code, 2);
+  t.regex(url.err[0] ?? '', /^dfos: --redis must be a URL such as redis:\/\/127\.0\.0\.1:6379, .* \(got "http:\/\/:\*{8}@127\.0\.0\.1:6379"\)$/, 'the password is not echoed');
+  t.is(prefix.code, 2);
+  t.regex(prefix.err[0] ?? '', /^dfos: --redis-prefix must be 1 to 64 letters, digits or _ - \. : such as dfos: or dfos-eu: \(got "a b"\)$/);
 });
 
 test('nearestKey: another spelling of a key, a typo a few edits away, or nothing', (t) => {

@@ -1,11 +1,10 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { connect } from 'node:net';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { auditLog } from './helpers/logFiles.js';
-import { REPLY_MS } from './helpers/rawFtp.js';
+import { converse, failLogin, greeting } from './helpers/controlProbe.js';
 import { CLI, cleanEnv, makeServerDirs, pollUntil, spawnServer } from './helpers/serverProcess.js';
 import { startTestServer } from './helpers/testServer.js';
 
@@ -17,42 +16,6 @@ import { startTestServer } from './helpers/testServer.js';
  */
 
 const BANNED = /^421 Too many failed logins from your address; try again in (\d+) s/;
-
-/**
- * Opens a control connection from `localAddress`, sends `lines` (pipelined) after the
- * greeting, and resolves with every reply line once the server closes the connection.
- */
-function converse(port: number, localAddress: string, lines: string[]): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, localAddress });
-    let text = '';
-    let sent = false;
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`connection not closed within ${REPLY_MS} ms; got ${JSON.stringify(text)}`));
-    }, REPLY_MS);
-    socket.on('error', () => undefined);
-    socket.on('data', (d: Buffer) => {
-      text += d.toString('latin1');
-      if (!sent && text.includes('\r\n')) {
-        sent = true;
-        if (text.startsWith('220')) socket.write(lines.map((l) => `${l}\r\n`).join(''));
-      }
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(text.split('\r\n').filter((l) => l !== ''));
-    });
-  });
-}
-
-/** One failed login (then QUIT) from `localAddress`: the reply lines. */
-const failLogin = (port: number, localAddress: string, user = 'alice') => converse(port, localAddress, [`USER ${user}`, 'PASS wrong', 'QUIT']);
-
-/** The first line a new connection from `localAddress` gets (then QUIT). */
-async function greeting(port: number, localAddress: string): Promise<string> {
-  return (await converse(port, localAddress, ['QUIT']))[0] ?? '';
-}
 
 test('the threshold-th failed login (unknown users count) bans the address: 530 then 421 and closed; new connections from it get 421 before the greeting, others 220; audited', async (t) => {
   const srv = await startTestServer({ config: { banThreshold: 3, banTime: 600 } });

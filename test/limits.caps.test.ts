@@ -1,5 +1,6 @@
 import test from 'ava';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { firstLine } from './helpers/controlProbe.js';
 import { auditLog } from './helpers/logFiles.js';
 import { RawFtp, REPLY_MS } from './helpers/rawFtp.js';
 import { spawnServer } from './helpers/serverProcess.js';
@@ -11,25 +12,6 @@ import { startTestServer } from './helpers/testServer.js';
  * gets 421. Other addresses (127.0.0.2 is loopback too) are not affected by one address's
  * cap.
  */
-
-/** Opens a control connection (from `localAddress`) and returns its first reply line. */
-async function firstLine(port: number, localAddress = '127.0.0.1'): Promise<{ socket: Socket; line: string }> {
-  const socket = connect({ host: '127.0.0.1', port, localAddress });
-  socket.on('error', () => undefined);
-  let text = '';
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no reply within ${REPLY_MS} ms`)), REPLY_MS);
-    socket.on('data', (d: Buffer) => {
-      text += d.toString('latin1');
-      const end = text.indexOf('\r\n');
-      if (end !== -1) {
-        clearTimeout(timer);
-        resolve(text.slice(0, end));
-      }
-    });
-  });
-  return { socket, line };
-}
 
 test('--max-sessions-per-ip: the next connection from that address gets 421 before the greeting; another address still connects; a freed slot is reusable', async (t) => {
   const srv = await startTestServer({ config: { maxSessionsPerIp: 2 } });

@@ -122,6 +122,14 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     kind: 'string',
   },
   {
+    key: 'redis',
+    flag: 'redis',
+    arg: '<url>',
+    help: 'share bans, session counts and quota usage with the other nodes through this Redis (redis://[user:pass@]host:port[/db], rediss:// for TLS); none: in memory',
+    kind: 'string',
+  },
+  { key: 'redisPrefix', flag: 'redis-prefix', arg: '<prefix>', help: 'prefix of every Redis key (one per cluster sharing a Redis)', kind: 'string' },
+  {
     key: 'authFailDelay',
     flag: 'auth-fail-delay',
     arg: '<seconds>',

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { ZodError } from 'zod';
 import { ConfigFileError, readConfigFile, type ConfigFile } from '../config/configFile.js';
+import { maskSecret } from '../config/effectiveConfig.js';
 import { parseServerConfig, serverConfigSchema, type ServerConfig, type ServerConfigInput } from '../config/serverConfig.js';
 import { usageError } from './errors.js';
 import { envVarFor } from './options.js';
@@ -133,10 +134,12 @@ function describeIssue(
   const byFlag = new Map(flags.map((f) => [f.flag, f]));
   const primary = flags.find((f) => f.key === issue.path[0]);
   const name = (f: ServeFlag) => nameOf(f, given.sources[f.key], given.file, f === primary ? undefined : dflt[f.key]);
-  // Messages start with the setting's name ("port must be …"); name it as the operator gave it.
+  // Messages start with the setting's name ("port must be …"); name it as the operator gave it (a URL
+  // scheme such as redis:// in an example is not a setting).
   const words = [...byFlag.keys()].sort((a, b) => b.length - a.length).join('|');
-  let text = issue.message.replace(new RegExp(`(?<![\\w-])(${words})(?![\\w-])`, 'g'), (w) => name(byFlag.get(w)!));
+  let text = issue.message.replace(new RegExp(`(?<![\\w-])(${words})(?![\\w:-])`, 'g'), (w) => name(byFlag.get(w)!));
   if (primary && !text.startsWith(name(primary))) text = `${name(primary)}: ${text}`;
   const got = primary ? given.raw[primary.key] : undefined;
-  return got === undefined ? text : `${text} (got ${JSON.stringify(got)})`;
+  // A password in a URL (--redis, --s3-endpoint) is not echoed back.
+  return got === undefined || !primary ? text : `${text} (got ${JSON.stringify(maskSecret(primary.flag, got))})`;
 }

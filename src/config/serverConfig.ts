@@ -4,6 +4,7 @@ import { isDnsName } from '../tls/certificateNames.js';
 import { cidrProblem } from '../core/AllowList.js';
 import { BYTE_SIZE_RULE, parseByteSize } from '../util/byteSize.js';
 import { DURATION_RULE, parseDuration } from '../util/duration.js';
+import { isRedisPrefix, isRedisUrl, REDIS_PREFIX_RULE, REDIS_URL_RULE } from '../core/shared/redisUrl.js';
 import { isLoopbackAddress } from '../util/address.js';
 import { parseListenAddress } from '../util/listenAddress.js';
 
@@ -179,6 +180,13 @@ export const serverConfigSchema = z
       .union([z.number(), z.string().transform((text) => parseByteSize(text) ?? Number.NaN)], { error: RATE_TOTAL_RULE })
       .pipe(z.number({ error: RATE_TOTAL_RULE }).int(RATE_TOTAL_RULE).min(0, RATE_TOTAL_RULE))
       .default(0),
+    /**
+     * Shared state for several nodes (bans and failed-login scores, session counts, quota
+     * usage) in this Redis; absent: each node keeps its own in memory.
+     */
+    redis: z.string({ error: REDIS_URL_RULE }).refine(isRedisUrl, REDIS_URL_RULE).optional(),
+    /** Prefix of every Redis key, so several clusters can share one Redis. */
+    redisPrefix: z.string({ error: REDIS_PREFIX_RULE }).refine(isRedisPrefix, REDIS_PREFIX_RULE).default('dfos:'),
     /** Write console logs (human-readable). Tests and embedded use turn it off. */
     console: z.boolean().default(true),
   })

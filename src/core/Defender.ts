@@ -1,9 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { AuditLog } from '../logging/AuditLog.js';
 import { normaliseAddress } from '../util/address.js';
 import { AllowList } from './AllowList.js';
 import { parseBans, writeBansFile, type BanEntry } from './bansFile.js';
+import { BanSync } from './shared/BanSync.js';
+import type { SharedState } from './shared/SharedState.js';
 
 /** The defender's settings (seconds, as the flags give them). */
 export interface DefenderOptions {
@@ -21,6 +23,8 @@ export interface DefenderOptions {
   log: { info(message: string, fields?: object): unknown; warn(message: string, fields?: object): unknown };
   /** How often the file is checked for outside edits and bans for expiry (ms). */
   pollMs?: number;
+  /** The cluster's bans and failure scores (`--redis`); absent: this node's memory and file only. */
+  shared?: SharedState;
 }
 
 /** The settings that can change while the defender runs. */
@@ -32,9 +36,16 @@ export type DefenderSettings = Pick<DefenderOptions, 'threshold' | 'windowS' | '
  * threshold-th failure bans the address for banTime, doubling with each repeat ban.
  * Bans are persisted, so they survive a restart, and the file is polled so that
  * `dfos bans lift` takes effect on a running server.
+ *
+ * With a shared store (`--redis`), failures on every node count towards one score, and
+ * bans are shared: this node pushes its own at once, polls the store's version with the
+ * file, and takes the other nodes' bans and lifts (a lift in this node's file is pushed
+ * too). Refusals are always decided from this node's own copy, never by asking the store,
+ * so a slow or absent store cannot let a banned address in; bans made meanwhile are pushed
+ * when it is back.
  */
 export class Defender {
-  private limiter: RateLimiterMemory | undefined;
+  private limiter: RateLimiterAbstract | undefined;
   private allow: AllowList;
   private readonly bans = new Map<string, BanEntry>();
   /** How many times each address was banned (kept after a ban expires, for the doubling). */
@@ -46,14 +57,20 @@ export class Defender {
   private known = '';
   /** File work runs one at a time. */
   private queue: Promise<void> = Promise.resolve();
+  /** The cluster's bans (`--redis`); undefined: this node's own only. */
+  private readonly cluster: BanSync | undefined;
 
   private constructor(private options: DefenderOptions) {
     this.allow = new AllowList(options.allow);
-    this.limiter = Defender.limiterFor(options);
+    this.limiter = this.limiterFor(options);
+    this.cluster = options.shared ? new BanSync(options.shared.bans) : undefined;
   }
 
-  private static limiterFor(options: DefenderSettings): RateLimiterMemory | undefined {
-    return options.threshold > 0 ? new RateLimiterMemory({ points: options.threshold, duration: Math.max(1, Math.ceil(options.windowS)) }) : undefined;
+  /** Scores in the shared store when there is one (this node's memory while it does not answer), else in memory. */
+  private limiterFor(settings: DefenderSettings): RateLimiterAbstract | undefined {
+    if (settings.threshold <= 0) return undefined;
+    const duration = Math.max(1, Math.ceil(settings.windowS));
+    return this.options.shared?.bans.failureLimiter(settings.threshold, duration) ?? new RateLimiterMemory({ points: settings.threshold, duration });
   }
 
   /**
@@ -63,15 +80,23 @@ export class Defender {
   configure(settings: DefenderSettings): void {
     this.options = { ...this.options, ...settings };
     this.allow = new AllowList(settings.allow);
-    this.limiter = Defender.limiterFor(settings);
+    this.limiter = this.limiterFor(settings);
   }
 
-  /** Loads the persisted bans (expired ones dropped) and starts polling the file. */
+  /** Loads the persisted bans (expired ones dropped) and starts polling the file (and the shared store). */
   static async start(options: DefenderOptions): Promise<Defender> {
     const defender = new Defender(options);
     await defender.sync(false);
     if (defender.bans.size > 0) options.log.info('Bans loaded', { file: options.file, bans: defender.bans.size });
-    defender.timer = setInterval(() => defender.enqueue(() => defender.sync(true)), options.pollMs ?? 1000);
+    options.shared?.onResync((fresh) => defender.resync(fresh));
+    defender.timer = setInterval(
+      () =>
+        defender.enqueue(async () => {
+          await defender.sync(true);
+          await defender.pull(false);
+        }),
+      options.pollMs ?? 1000,
+    );
     defender.timer.unref();
     return defender;
   }
@@ -136,8 +161,41 @@ export class Defender {
     const why = `${this.options.threshold} failed logins within ${this.options.windowS} s (last: ${reason})`;
     this.options.log.warn('Address banned', { client: ip, seconds, count, until: new Date(ban.until).toISOString(), reason: why });
     this.options.audit.record({ session: undefined, user: undefined, client: ip, action: 'ban', result: 'ok', reason: why, durationMs: Math.round(seconds * 1000) });
+    this.cluster?.share(ban);
     await this.enqueue(() => this.persist());
     return ban;
+  }
+
+  /**
+   * Takes the cluster's bans and lifts (see BanSync) when they changed, or at once with
+   * `force`; an unreachable store changes nothing here.
+   */
+  private async pull(force: boolean): Promise<void> {
+    const changes = await this.cluster?.pull(this.bans, force);
+    if (!changes) return;
+    const now = Date.now();
+    for (const ban of changes.adopt) {
+      const mine = this.bans.get(ban.ip);
+      this.bans.set(ban.ip, ban);
+      this.repeats.set(ban.ip, Math.max(this.repeats.get(ban.ip) ?? 0, ban.count));
+      this.unsaved.add(ban.ip);
+      if (!mine || mine.until <= now) {
+        this.options.log.info('Address banned on another node', { client: ban.ip, count: ban.count, until: new Date(ban.until).toISOString() });
+      }
+    }
+    for (const ip of changes.lifted) {
+      this.bans.delete(ip);
+      this.repeats.delete(ip);
+      void this.limiter?.delete(ip).catch(() => undefined);
+      this.lifted(ip, 'lifted on another node (dfos bans lift --redis, or its bans file)');
+    }
+    if (changes.adopt.length > 0 || changes.lifted.length > 0) await this.write();
+  }
+
+  /** The shared store answers again (or for the first time): push what it missed, then take its bans. */
+  private async resync(fresh: boolean): Promise<void> {
+    await this.cluster!.resync(fresh, this.list());
+    await this.enqueue(() => this.pull(true));
   }
 
   private enqueue(work: () => Promise<void>): Promise<void> {
@@ -167,8 +225,11 @@ export class Defender {
         if (onFile.has(ip) || this.unsaved.has(ip)) continue;
         this.bans.delete(ip);
         this.repeats.delete(ip);
-        void this.limiter?.delete(ip);
-        if (audit && ban.until > Date.now()) this.lifted(ip, 'lifted (removed from the bans file, e.g. dfos bans lift)');
+        void this.limiter?.delete(ip).catch(() => undefined);
+        if (audit && ban.until > Date.now()) {
+          this.lifted(ip, 'lifted (removed from the bans file, e.g. dfos bans lift)');
+          this.cluster?.unshare(ip, ban.until);
+        }
       }
       for (const [ip, ban] of onFile) {
         if (this.unsaved.has(ip)) continue;
@@ -176,6 +237,7 @@ export class Defender {
         if (!mine || mine.until !== ban.until || mine.count !== ban.count) {
           this.bans.set(ip, { ...ban, ip });
           this.repeats.set(ip, Math.max(this.repeats.get(ip) ?? 0, ban.count));
+          if (audit) this.cluster?.share({ ...ban, ip });
         }
       }
       this.known = text;

@@ -107,6 +107,12 @@ export interface EngineHooks {
    * failed login (530, then 421 with this text and close).
    */
   refusal?(client: string | undefined): string | undefined;
+  /**
+   * Sessions open from `client` on the other nodes of a cluster (`--redis`), counted with
+   * this engine's own against the per-address cap. Must answer from memory: it is asked on
+   * every new connection.
+   */
+  peerSessionsFrom?(client: string | undefined): number;
   /** Called once when a connection has closed. */
   onSessionClosed(session: EngineSession): void;
   /** Called with the code of every reply sent on a control connection (kept cheap: it runs per reply). */

@@ -53,6 +53,7 @@ export class QuotaPolicy {
   async status(): Promise<QuotaStatus> {
     if (!this.tracksUsage) return { limits: this.limits };
     const usage = await this.usage!;
+    await usage.refresh();
     return { limits: this.limits, usage: { bytes: usage.bytes, files: usage.files, measuredAt: usage.measuredAt } };
   }
 
@@ -63,6 +64,7 @@ export class QuotaPolicy {
    */
   async beginUpload(path: string, target: UploadTarget, kept: number): Promise<UploadAllowance> {
     const usage = this.tracksUsage ? await this.usage! : undefined;
+    await usage?.refresh();
     const { quotaFiles } = this.limits;
     const newFile = !target.existed;
     if (usage && newFile && quotaFiles !== undefined && usage.files + usage.reserved.files + 1 > quotaFiles) {

@@ -2,6 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StorageUsage } from '../storage/StorageBackend.js';
 import { writeTextAtomic } from '../util/writeTextAtomic.js';
+import type { SharedState } from './shared/SharedState.js';
+import { UsageSync } from './shared/UsageSync.js';
 
 /** Where the measured usage lives under a state directory. */
 export function usageFilePath(stateDir: string): string {
@@ -62,9 +64,20 @@ function formatUsage(records: ReadonlyMap<string, UsageRecord>): string {
   return JSON.stringify({ users }, null, 2) + '\n';
 }
 
+/** What a UserUsage reports to its ledger and asks of it. */
+interface UsageHooks {
+  /** A completed change was applied to the record. */
+  changed(user: string, deltaBytes: number, deltaFiles: number): void;
+  /** Takes the other nodes' changes (resolves at once without a shared store). */
+  refresh(user: string): Promise<void>;
+  /** What the user's uploads in flight on other nodes hold. */
+  peerReserved(user: string): { bytes: number; files: number };
+}
+
 /**
  * A user's usage, kept current by every change the server makes to their files, plus what
- * uploads in flight have reserved (so parallel uploads cannot together overrun a quota).
+ * uploads in flight have reserved (so parallel uploads cannot together overrun a quota;
+ * with a shared store, those of every node).
  */
 export class UserUsage {
   private reservedBytes = 0;
@@ -73,7 +86,7 @@ export class UserUsage {
   constructor(
     readonly user: string,
     private readonly record: UsageRecord,
-    private readonly changed: () => void,
+    private readonly hooks: UsageHooks,
   ) {}
 
   /** Stored bytes and files (completed changes only). */
@@ -90,9 +103,20 @@ export class UserUsage {
     return new Date(this.record.measuredAt);
   }
 
-  /** Bytes and file slots held by uploads in flight. */
+  /** Bytes and file slots held by uploads in flight (on every node, as far as known). */
   get reserved(): { bytes: number; files: number } {
+    const peers = this.hooks.peerReserved(this.user);
+    return { bytes: this.reservedBytes + peers.bytes, files: this.reservedFiles + peers.files };
+  }
+
+  /** Bytes and file slots held by this node's uploads in flight (what it tells the other nodes). */
+  get localReserved(): { bytes: number; files: number } {
     return { bytes: this.reservedBytes, files: this.reservedFiles };
+  }
+
+  /** Brings the usage up to date with the other nodes' changes (bounded; nothing to do without a shared store). */
+  refresh(): Promise<void> {
+    return this.hooks.refresh(this.user);
   }
 
   /** Adds a completed change (negative for deletions); never below zero. */
@@ -101,7 +125,7 @@ export class UserUsage {
     this.record.bytes = Math.max(0, this.record.bytes + deltaBytes);
     this.record.files = Math.max(0, this.record.files + deltaFiles);
     this.record.updatedAt = Date.now();
-    this.changed();
+    this.hooks.changed(this.user, deltaBytes, deltaFiles);
   }
 
   /** Holds bytes (may be negative to give some back) and file slots for an upload in flight. */
@@ -117,7 +141,13 @@ export interface UsageLedgerOptions {
   log: { warn(message: string, fields?: object): unknown; info(message: string, fields?: object): unknown };
   /** How long after a change the file is written (ms, default 1000). */
   writeDelayMs?: number;
+  /** The cluster's usage (`--redis`); absent: this node's own only. */
+  shared?: SharedState;
+  /** What each user's uploads in flight on other nodes hold (`--redis`). */
+  peerReserved?: (user: string) => { bytes: number; files: number };
 }
+
+const NOTHING_RESERVED = { bytes: 0, files: 0 };
 
 /**
  * The usage of every user with a quota: measured once by walking the home (the first
@@ -126,6 +156,10 @@ export interface UsageLedgerOptions {
  * changes, and at shutdown), so a restart does not walk the homes again. Users without a
  * quota are not tracked; their record is dropped, so a quota set later starts from a
  * fresh measurement.
+ *
+ * With a shared store (`--redis`), the records are the cluster's (see UsageSync): one node
+ * measures a home for all, every node's changes add up, and usage.json is this node's copy,
+ * used while the store does not answer.
  */
 export class UsageLedger {
   private readonly users = new Map<string, UserUsage>();
@@ -134,11 +168,27 @@ export class UsageLedger {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   private dirty = false;
+  private readonly sync: UsageSync | undefined;
+  private readonly hooks: UsageHooks;
 
   private constructor(
     private readonly options: UsageLedgerOptions,
     private readonly records: Map<string, UsageRecord>,
-  ) {}
+  ) {
+    const shared = options.shared;
+    const sync = shared ? new UsageSync(shared.usage, records, () => this.scheduleWrite()) : undefined;
+    this.sync = sync;
+    if (sync) shared!.onResync((fresh) => sync.resync(fresh));
+    const peerReserved = options.peerReserved;
+    this.hooks = {
+      changed: (user, deltaBytes, deltaFiles) => {
+        this.scheduleWrite();
+        sync?.added(user, deltaBytes, deltaFiles);
+      },
+      refresh: sync ? (user) => sync.refresh(user) : () => Promise.resolve(),
+      peerReserved: peerReserved ?? (() => NOTHING_RESERVED),
+    };
+  }
 
   /** Loads the persisted usage. */
   static async open(options: UsageLedgerOptions): Promise<UsageLedger> {
@@ -148,24 +198,20 @@ export class UsageLedger {
   /**
    * The user's usage: the persisted record, or a measurement by `measure` when there is
    * none (one walk shared by concurrent callers; a failed walk is retried by the next call).
+   * With a shared store, the cluster's record (or one walk for the whole cluster); this
+   * node's own when the store does not answer.
    */
   track(user: string, measure: () => Promise<StorageUsage>): Promise<UserUsage> {
     const known = this.users.get(user);
     if (known) return Promise.resolve(known);
     const record = this.records.get(user);
-    if (record) return Promise.resolve(this.adopt(user, record));
+    if (record && !this.sync) return Promise.resolve(this.adopt(user, record));
     let pending = this.measuring.get(user);
     if (!pending) {
-      const started = Date.now();
-      pending = measure().then(
-        (usage) => {
+      pending = this.obtain(user, measure).then(
+        (obtained) => {
           this.measuring.delete(user);
-          const now = Date.now();
-          const fresh: UsageRecord = { bytes: usage.bytes, files: usage.files, measuredAt: now, updatedAt: now };
-          this.records.set(user, fresh);
-          this.options.log.info('Quota usage measured', { user, bytes: usage.bytes, files: usage.files, durationMs: now - started });
-          this.scheduleWrite();
-          return this.adopt(user, fresh);
+          return this.adopt(user, obtained);
         },
         (err: unknown) => {
           this.measuring.delete(user);
@@ -177,6 +223,35 @@ export class UsageLedger {
     return pending;
   }
 
+  /** The cluster's record when there is a shared store that answers, else the local one (measured when there is none). */
+  private async obtain(user: string, measure: () => Promise<StorageUsage>): Promise<UsageRecord> {
+    const walk = async (): Promise<UsageRecord> => {
+      const started = Date.now();
+      const usage = await measure();
+      const now = Date.now();
+      this.options.log.info('Quota usage measured', { user, bytes: usage.bytes, files: usage.files, durationMs: now - started });
+      return { bytes: usage.bytes, files: usage.files, measuredAt: now, updatedAt: now };
+    };
+    const shared = await this.sync?.obtain(user, walk);
+    if (shared) return shared;
+    const local = this.records.get(user);
+    if (local) return local;
+    const fresh = await walk();
+    this.records.set(user, fresh);
+    this.scheduleWrite();
+    return fresh;
+  }
+
+  /** What this node's uploads in flight hold per user (published to the other nodes): user → [bytes, files]. */
+  localReservations(): Record<string, [number, number]> {
+    const out: Record<string, [number, number]> = {};
+    for (const [user, usage] of this.users) {
+      const r = usage.localReserved;
+      if (r.bytes !== 0 || r.files !== 0) out[user] = [r.bytes, r.files];
+    }
+    return out;
+  }
+
   /** The user's stored bytes and files as last measured and kept current; undefined before the first measurement. */
   usageOf(user: string): StorageUsage | undefined {
     return this.records.get(user);
@@ -186,11 +261,14 @@ export class UsageLedger {
   forget(user: string): void {
     if (this.measuring.has(user)) return;
     this.users.delete(user);
-    if (this.records.delete(user)) this.scheduleWrite();
+    if (!this.records.delete(user)) return;
+    this.scheduleWrite();
+    this.sync?.drop(user);
   }
 
   /** Writes pending changes now (at shutdown). */
   async flush(): Promise<void> {
+    await this.sync?.flush();
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.dirty) this.write();
@@ -200,7 +278,7 @@ export class UsageLedger {
   private adopt(user: string, record: UsageRecord): UserUsage {
     let usage = this.users.get(user);
     if (!usage) {
-      usage = new UserUsage(user, record, () => this.scheduleWrite());
+      usage = new UserUsage(user, record, this.hooks);
       this.users.set(user, usage);
     }
     return usage;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,7 +13,10 @@ import { StatusBoard } from '../status/StatusBoard.js';
 import { QuotaPolicy, type QuotaLimits } from '../core/QuotaPolicy.js';
 import { UsageLedger, usageFilePath } from '../core/UsageLedger.js';
 import { bansFilePath } from '../core/bansFile.js';
+import { emptyLoad, PeerLoad } from '../core/shared/PeerLoad.js';
+import type { NodeLoad, SharedState } from '../core/shared/SharedState.js';
 import { planReload, settingName } from '../config/configReload.js';
+import { maskSecret } from '../config/effectiveConfig.js';
 import { AuditLog } from '../logging/AuditLog.js';
 import { createLoggers, type Loggers } from '../logging/createLogger.js';
 import type { LogRotation } from '../logging/RotatingFile.js';
@@ -104,6 +108,29 @@ function quotaUsage(users: UserStore, usage: UsageLedger): QuotaUsage[] {
   return quotas;
 }
 
+/** This node's identity in the shared store and in logs: the host name and a random suffix. */
+function nodeIdentity(): string {
+  return `${hostname()}-${randomBytes(3).toString('hex')}`;
+}
+
+/** The shared state `--redis` asks for (the Redis client is loaded only then), or none. */
+async function openSharedState(config: ServerConfig, log: Loggers['log'], nodeId: string): Promise<SharedState | undefined> {
+  if (config.redis === undefined) return undefined;
+  const { openRedisState } = await import('../core/shared/redis/RedisState.js');
+  return openRedisState({ url: config.redis, prefix: config.redisPrefix, label: String(maskSecret('redis', config.redis)), nodeId, log });
+}
+
+/** What this node has open, as it tells the other nodes: sessions per address and per user, upload reservations. */
+function nodeLoad(sessions: readonly EngineSession[], usage: UsageLedger): NodeLoad {
+  const load = emptyLoad();
+  for (const s of sessions) {
+    if (s.client !== undefined) load.ips[s.client] = (load.ips[s.client] ?? 0) + 1;
+    if (s.user !== undefined) load.users[s.user] = (load.users[s.user] ?? 0) + 1;
+  }
+  load.reserved = usage.localReservations();
+  return load;
+}
+
 /** How long aborted transfers get to send their final reply before sockets are cut. */
 const ABORT_SETTLE_MS = 2000;
 
@@ -133,6 +160,10 @@ export class DfosServer {
   private xferLog: XferLog | undefined;
   /** The admin HTTP listener (/metrics, /healthz, /readyz); undefined with `--admin-listen off`. */
   private admin: AdminServer | undefined;
+  /** State shared with the other nodes (`--redis`); undefined: this node keeps its own. */
+  private shared: SharedState | undefined;
+  /** What the other nodes have open (`--redis`). */
+  private peers: PeerLoad | undefined;
 
   private constructor(
     /** The running configuration (SIGHUP changes its reloadable keys). */
@@ -169,6 +200,9 @@ export class DfosServer {
     const storage = createStorageBackend(config);
     await storage.start((message, fields, level = 'info') => log[level](message, fields));
     const audit = new AuditLog(auditLog);
+    const nodeId = nodeIdentity();
+    const shared = await openSharedState(config, log, nodeId);
+    const peers = shared ? new PeerLoad(shared.load, () => nodeLoad(engine.sessions(), usage)) : undefined;
     const defender = await Defender.start({
       threshold: config.banThreshold,
       windowS: config.banWindow,
@@ -178,8 +212,15 @@ export class DfosServer {
       file: bansFilePath(resolve(config.stateDir)),
       audit,
       log,
+      ...(shared ? { shared } : {}),
     });
-    const usage = await UsageLedger.open({ file: usageFilePath(resolve(config.stateDir)), log });
+    const usage = await UsageLedger.open({
+      file: usageFilePath(resolve(config.stateDir)),
+      log,
+      ...(shared && peers ? { shared, peerReserved: (user: string) => peers.reservedBy(user) } : {}),
+    });
+    // Adopt the cluster's bans and usage (or refill an empty Redis) before accepting.
+    await shared?.begin();
     let server: DfosServer | undefined;
     // Read at each scrape, which can only come once everything below exists.
     const metrics = config.adminListen === 'off' ? undefined : new ServerMetrics({
@@ -196,6 +237,7 @@ export class DfosServer {
       login: (session, username, password, describe) => server!.login(session, username, password, describe),
       onSessionClosed: (session) => server?.logout(session),
       refusal: (client) => defender.refusal(client),
+      ...(peers ? { peerSessionsFrom: (client: string | undefined) => peers.sessionsFrom(client) } : {}),
       ...(metrics ? { onReply: (code: number) => metrics.reply(code) } : {}),
     };
     const engine = new FtpEngine({
@@ -217,11 +259,15 @@ export class DfosServer {
       bound = await engine.listen();
     } catch (err) {
       defender.stop();
+      await shared?.stop();
       throw new Error(`Cannot listen on ${config.host} port ${config.port}: ${listenHint(err, '--port', '--host')}`);
     }
+    peers?.start();
     const bandwidth = new Bandwidth(config.rateTotal);
     server = new DfosServer(config, loggers, users, storage, audit, engine, { host: bound.address, port: bound.port }, tls, defender, usage, bandwidth);
     server.xferLog = openXferLog(config);
+    server.shared = shared;
+    server.peers = peers;
     audit.listen((event) => server!.xferLog?.record(event));
     const listen = config.adminListen === 'off' ? undefined : parseListenAddress(config.adminListen);
     if (listen && metrics) {
@@ -240,6 +286,8 @@ export class DfosServer {
         board.stop();
         engine.destroyAll();
         defender.stop();
+        await peers?.stop();
+        await shared?.stop();
         const hint = (err as NodeJS.ErrnoException).code ? listenHint(err, '--admin-listen (or off)', '--admin-listen') : (err as Error).message;
         throw new Error(`Cannot listen on ${formatListenAddress(listen)} for the admin listener: ${hint}`);
       }
@@ -255,6 +303,7 @@ export class DfosServer {
       admin: server.admin ? server.admin.url : 'off',
       ...(server.admin && adminToken !== undefined ? { adminToken: 'required' } : {}),
       ...(config.rateTotal > 0 ? { rateTotal: config.rateTotal } : {}),
+      ...(shared ? { redis: maskSecret('redis', config.redis), node: nodeId } : {}),
     });
     return server;
   }
@@ -389,6 +438,7 @@ export class DfosServer {
     this.defender.stop();
     for (const session of this.engine.sessions()) session.abortTransfer('server stopped');
     this.engine.destroyAll();
+    void this.peers?.stop().finally(() => this.shared?.stop());
   }
 
   private async drain(graceMs: number): Promise<void> {
@@ -413,6 +463,8 @@ export class DfosServer {
     await this.storage.close();
     await this.usage.flush();
     await this.defender.settled();
+    await this.peers?.stop();
+    await this.shared?.stop();
     await this.admin?.close();
     log.info('Shutdown complete', { forced: left });
     await Promise.all([this.loggers.close(), this.xferLog?.close()]);
@@ -451,7 +503,8 @@ export class DfosServer {
       throw refused;
     }
     const limit = result.user.maxSessions;
-    if (limit !== undefined && this.engine.sessions().filter((s) => s.user === user).length >= limit) {
+    // Other nodes' sessions as last heard (about a second old at most): a cluster-wide cap.
+    if (limit !== undefined && this.engine.sessions().filter((s) => s.user === user).length + (this.peers?.sessionsOf(user) ?? 0) >= limit) {
       const busy = new StorageError('unavailable', `Too many sessions for this user (${limit} allowed); close one and try again`);
       this.loggers.log.info('Login refused: user session limit', { session: session.id, client: session.client, user, limit });
       audit.record(user, { action: 'login', result: 'failed', code: describe('login', busy).code, reason: `session limit (${limit})` });

@@ -199,13 +199,14 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
   /**
    * The reason a new connection from `client` is refused, or undefined: over the server's
    * cap, or over the cap for one address (a client hammering connections cannot take the
-   * whole server). Counted over open connections, logged in or not.
+   * whole server). Counted over open connections, logged in or not; the per-address count
+   * includes the other nodes' (as the core last heard), the server cap is this node's.
    */
   private overCap(client: string | undefined): string | undefined {
     const { maxSessions, maxSessionsPerIp } = this.options.limits;
     if (maxSessions > 0 && this.live.size >= maxSessions) return `Too many connections (the server allows ${maxSessions}); try again later`;
     if (maxSessionsPerIp > 0) {
-      let fromClient = 0;
+      let fromClient = this.options.hooks.peerSessionsFrom?.(client) ?? 0;
       for (const s of this.live) if (s.client === client) fromClient++;
       if (fromClient >= maxSessionsPerIp) return `Too many connections from your address (${maxSessionsPerIp} allowed); close some and try again`;
     }
