@@ -207,6 +207,7 @@ export class DfosServer {
       dataTimeoutMs: config.dataTimeout * 1000,
       capabilities: storage.capabilities,
       limits: { maxSessions: config.maxSessions, maxSessionsPerIp: config.maxSessionsPerIp },
+      trustedProxies: config.trustedProxies,
       log,
       session: { idleTimeoutMs: config.idleTimeout * 1000, loginTimeoutMs: config.loginTimeout * 1000, maxLoginAttempts: config.maxLoginAttempts, log },
       hooks,
@@ -255,6 +256,7 @@ export class DfosServer {
       admin: server.admin ? server.admin.url : 'off',
       ...(server.admin && adminToken !== undefined ? { adminToken: 'required' } : {}),
       ...(config.rateTotal > 0 ? { rateTotal: config.rateTotal } : {}),
+      ...(config.trustedProxies.length > 0 ? { trustedProxies: config.trustedProxies } : {}),
     });
     return server;
   }
@@ -437,7 +439,7 @@ export class DfosServer {
     if (!result.ok) {
       await this.defender.failed(session.client, result.reason);
       await sleep(Math.max(0, this.config.authFailDelay * 1000 - (Date.now() - started)));
-      this.loggers.log.info('Login failed', { session: session.id, client: session.client, user: username.slice(0, 64), reason: result.reason, tls: session.tls });
+      this.loggers.log.info('Login failed', { session: session.id, client: session.client, proxy: session.proxy, user: username.slice(0, 64), reason: result.reason, tls: session.tls });
       const refused = new StorageError('denied', 'Login incorrect');
       audit.record(username.slice(0, 64), { action: 'login', result: 'failed', code: describe('login', refused).code, reason: result.reason });
       throw refused;
@@ -446,14 +448,14 @@ export class DfosServer {
     if ((result.user as { requireTls?: boolean }).requireTls === true && session.tls === undefined) {
       await sleep(Math.max(0, this.config.authFailDelay * 1000 - (Date.now() - started)));
       const refused = new StorageError('denied', 'TLS required for this account: reconnect and send AUTH TLS first');
-      this.loggers.log.info('Login refused: this user requires TLS', { session: session.id, client: session.client, user });
+      this.loggers.log.info('Login refused: this user requires TLS', { session: session.id, client: session.client, proxy: session.proxy, user });
       audit.record(user, { action: 'login', result: 'failed', code: describe('login', refused).code, reason: 'TLS required for this user' });
       throw refused;
     }
     const limit = result.user.maxSessions;
     if (limit !== undefined && this.engine.sessions().filter((s) => s.user === user).length >= limit) {
       const busy = new StorageError('unavailable', `Too many sessions for this user (${limit} allowed); close one and try again`);
-      this.loggers.log.info('Login refused: user session limit', { session: session.id, client: session.client, user, limit });
+      this.loggers.log.info('Login refused: user session limit', { session: session.id, client: session.client, proxy: session.proxy, user, limit });
       audit.record(user, { action: 'login', result: 'failed', code: describe('login', busy).code, reason: `session limit (${limit})` });
       throw busy;
     }
@@ -466,6 +468,7 @@ export class DfosServer {
       this.loggers.log.error('Home folder unavailable: login refused with 421; make it a directory the server can read and write', {
         session: session.id,
         client: session.client,
+        proxy: session.proxy,
         user,
         path: this.storage.homeLocation(user),
         errno,
