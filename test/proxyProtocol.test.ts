@@ -204,6 +204,11 @@ test('a trusted proxy that sends no header is cut without a greeting and logged:
   const waited = Date.now() - started;
   t.true(waited >= 4500 && waited < 10_000, `cut after ${waited} ms`);
   t.truthy(await logLine(srv, 'PROXY protocol: connection refused', { peer: PROXY, reason: /no PROXY header within 5 s/ }));
+  const check = await connectSending(srv.port, Buffer.alloc(0));
+  check.end(); // a plain TCP health check: connect, close
+  t.is(await untilClosed(check), '');
+  await new Promise((r) => setTimeout(r, 300));
+  t.false((await dfosLog(srv.logDir)).some((r) => /closed before/.test(String(r.reason))), 'a health check that closes at once is no warning');
 });
 
 test('an untrusted peer that sends a header (v1, v2, v2 split in pieces) gets 421 after the greeting and is closed; no command reply in between; logged', async (t) => {

@@ -14,7 +14,10 @@ export interface ConnectionOrigin {
 }
 
 /** The outcome of admitting a new connection. */
-export type Admission = { ok: true; origin: ConnectionOrigin } | { ok: false; peer: string | undefined; reason: string };
+export type Admission =
+  | { ok: true; origin: ConnectionOrigin }
+  /** `quiet`: the peer closed without sending a byte (a TCP health check): not worth a warning. */
+  | { ok: false; peer: string | undefined; reason: string; quiet?: boolean };
 
 /** How long a trusted proxy may take to send its header (it sends it first, at once). */
 export const PROXY_HEADER_TIMEOUT_MS = 5000;
@@ -79,7 +82,7 @@ export class ProxyGate {
     try {
       const read = await readProxyHeader(socket, this.timeoutMs);
       if (read.kind === 'none') return { ok: false, peer, reason: 'a trusted proxy sent no PROXY header (send-proxy or send-proxy-v2 missing on the load balancer?)' };
-      if (read.kind === 'refused') return { ok: false, peer, reason: read.reason };
+      if (read.kind === 'refused') return { ok: false, peer, reason: read.reason, ...(read.quiet ? { quiet: true } : {}) };
       const header = read.header;
       if (header.command === 'local') return { ok: true, origin: { client: peer, proxy: peer } };
       return { ok: true, origin: { client: header.source.address, proxy: peer, proxiedTo: header.destination.address } };

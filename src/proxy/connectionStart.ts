@@ -14,8 +14,11 @@ export type HeaderRead =
   | { kind: 'header'; header: ProxyHeader }
   /** The connection does not start with a PROXY header; everything read was put back. */
   | { kind: 'none' }
-  /** A header that is malformed, too long, incomplete in time, or a connection that ended first. */
-  | { kind: 'refused'; reason: string };
+  /**
+   * A header that is malformed, too long, incomplete in time, or a connection that ended
+   * first. `quiet`: it closed without sending a byte (a TCP health check, a port scan).
+   */
+  | { kind: 'refused'; reason: string; quiet?: boolean };
 
 /**
  * Reads from `socket` (paused, nothing read yet) until `decide` returns a verdict on the
@@ -45,7 +48,7 @@ function readStart<T>(
       const outcome = decide(bytes);
       if (outcome) finish(outcome);
     };
-    const onClosed = () => finish(giveUp('closed', Buffer.alloc(0)));
+    const onClosed = () => finish(giveUp('closed', bytes));
     const timer = setTimeout(() => finish(giveUp('timeout', bytes)), timeoutMs);
     // Until someone else owns the socket, a reset must not become an uncaught 'error'.
     socket.on('error', () => undefined);
@@ -86,13 +89,9 @@ export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<Head
       }
     },
     (why, bytes) => ({
-      verdict: {
-        kind: 'refused',
-        reason:
-          why === 'closed' ? 'connection closed before its PROXY header was complete'
-          : bytes.length === 0 ? `no PROXY header within ${timeoutMs / 1000} s`
-          : `PROXY header incomplete after ${timeoutMs / 1000} s`,
-      },
+      verdict:
+        why === 'closed' ? { kind: 'refused', reason: 'connection closed before its PROXY header was complete', quiet: bytes.length === 0 }
+        : { kind: 'refused', reason: bytes.length === 0 ? `no PROXY header within ${timeoutMs / 1000} s` : `PROXY header incomplete after ${timeoutMs / 1000} s` },
       putBack: nothing,
     }),
   );

@@ -231,13 +231,14 @@ export class DataChannel implements FtpConnector {
     // Through a trusted proxy the data connection starts with its own PROXY header
     // (HAProxy send-proxy-v2 on the passive range): the client it names must be the control's.
     void proxies.admit(socket).then((admission) => {
-      if (socket.destroyed) return;
       if (!admission.ok) {
         const session = sessionOf(this.connection);
-        session?.context.log.warn('PROXY protocol: data connection refused', { session: session.id, peer: admission.peer, reason: admission.reason });
+        const fields = { session: session?.id, peer: admission.peer, reason: admission.reason };
+        session?.context.log.log(admission.quiet ? 'debug' : 'warn', 'PROXY protocol: data connection refused', fields);
         socket.destroy();
         return;
       }
+      if (socket.destroyed) return;
       this.claim(server, socket, admission.origin.client);
     });
   }

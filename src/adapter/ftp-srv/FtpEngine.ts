@@ -197,12 +197,14 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     this.admitting.add(socket);
     void gate.admit(socket, { clientSpeaksFirst: port === 'implicit TLS' }).then((admission) => {
       this.admitting.delete(socket);
-      if (socket.destroyed) return; // closed by stopAccepting, or by the peer (then the admission says so)
       if (!admission.ok) {
-        this.options.log.warn('PROXY protocol: connection refused', { peer: admission.peer, port, reason: admission.reason });
+        // Cut by stopAccepting, or a health check that connected and closed: no warning.
+        const quiet = admission.quiet === true || (socket.destroyed && !this.ftp.server.listening);
+        this.options.log.log(quiet ? 'debug' : 'warn', 'PROXY protocol: connection refused', { peer: admission.peer, port, reason: admission.reason });
         socket.destroy();
         return;
       }
+      if (socket.destroyed) return;
       if (admission.origin.proxy !== undefined) this.origins.set(socket, admission.origin);
       next(admission.origin);
     });
