@@ -169,7 +169,7 @@ test('passive data through the balancer (EPSV and PASV, v1 and v2 data headers):
   t.is((await raw.read(REPLY_MS)).code, 226);
 });
 
-test('PORT/EPRT go only to the client the header named: not to the proxy\'s address; to the client\'s, the transfer works', async (t) => {
+test('PORT/EPRT go only to the client the header named: not to the proxy\'s address; to the client\'s, the transfer works; a passive connection straight from the client works too', async (t) => {
   const srv = await proxyServer(t);
   await mkdir(join(srv.storage, 'alice'), { recursive: true });
   await writeFile(join(srv.storage, 'alice', 'hello.txt'), 'hello, active client\n');
@@ -191,6 +191,8 @@ test('PORT/EPRT go only to the client the header named: not to the proxy\'s addr
   t.is((await bytes).toString(), 'hello, active client\n');
   t.is((await raw.read(REPLY_MS)).code, 226);
   t.is(proxySide.count(), 0, 'nothing went to the proxy');
+  const direct = await rawRetr(raw, 'hello.txt', (epsv) => connectSending(parseEpsv(epsv), Buffer.alloc(0), client));
+  t.is(direct.bytes.toString(), 'hello, active client\n', 'not through the balancer, but from the client\'s own address');
 });
 
 test('a trusted proxy that sends no header is cut without a greeting and logged: at once when it sends something else, after 5 s when it sends nothing', async (t) => {

@@ -308,8 +308,9 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
       },
       origin,
     );
-    if (this.proxies && origin.proxy === undefined) {
-      // A direct client, and the server speaks first: its first bytes must not be a PROXY header.
+    if (this.proxies && origin.proxy === undefined && !(socket instanceof TLSSocket)) {
+      // A direct client on the plain port, where the server speaks first: its first bytes
+      // must not be a PROXY header (the implicit TLS port checked them before the handshake).
       watchForProxyHeader(socket, () => {
         this.options.log.warn('PROXY protocol: connection refused', { peer: client, port: 'control', reason: UNTRUSTED_HEADER });
         void session.close421('PROXY protocol header refused: this address is not a trusted proxy');
