@@ -11,24 +11,27 @@ import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } f
 import { Client } from 'basic-ftp';
 import { startCephRgw, type CephRgw } from './helpers/ceph.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
+import { startRedis, type RedisServer } from './helpers/redis.js';
 import { auditLog } from './helpers/logFiles.js';
 import { pollUntil } from './helpers/serverProcess.js';
 
 // Several nodes (issue 13): real DFOS processes on 127.0.0.2, 127.0.0.3 behind a real
-// HAProxy on 127.0.0.1, on one Ceph RGW bucket. Ceph boots once for the file; each test
-// gets its own nodes, balancer and bucket prefix.
+// HAProxy on 127.0.0.1 (PROXY v2 headers), on one Ceph RGW bucket, sharing state through
+// Redis. Ceph and Redis start once for the file; each test gets its own nodes, balancer,
+// bucket prefix and Redis key prefix.
 
 const run = promisify(execFile);
 const BUCKET = 'dfos-cluster';
 let ceph: CephRgw;
+let redis: RedisServer;
 
 test.before(async () => {
-  ceph = await startCephRgw();
+  [ceph, redis] = await Promise.all([startCephRgw(), startRedis()]);
   await ceph.createBucket(BUCKET);
 });
 
 test.after.always(async () => {
-  await ceph?.stop();
+  await Promise.all([ceph?.stop(), redis?.stop()]);
 });
 
 function s3Env(): Record<string, string> {
@@ -40,9 +43,8 @@ async function cluster(t: { teardown(fn: () => Promise<void>): void }, extraArgs
   const prefix = `c-${randomBytes(5).toString('hex')}`;
   const c = await startCluster({
     nodes: 2,
-    args: ['--storage', `s3://${BUCKET}/${prefix}`, '--s3-endpoint', ceph.endpoint, '--shutdown-grace', '20', ...extraArgs],
+    args: ['--storage', `s3://${BUCKET}/${prefix}`, '--s3-endpoint', ceph.endpoint, '--shutdown-grace', '20', '--redis', redis.url, '--redis-prefix', `${prefix}:`, ...extraArgs],
     env: s3Env(),
-    proxyProtocol: false,
   });
   t.teardown(() => c.stop());
   return { cluster: c, prefix };
@@ -226,4 +228,38 @@ test.serial('rolling restart (SIGTERM node1, start it, then node2) during a stea
   const files = (keys.Contents ?? []).filter((k) => !(k.Key ?? '').endsWith('/')); // not the home's marker
   t.is(files.length, ok, 'nothing else is stored');
   t.deepEqual(await multipartUploads(prefix), []);
+});
+
+test.serial('through the balancer the nodes see the client\'s own address: audit records, and a ban earned on one node refuses that address on both while others are served', async (t) => {
+  t.timeout(120_000);
+  const { cluster: c } = await cluster(t, ['--ban-threshold', '3', '--ban-time', '60']);
+  const url = `ftp://127.0.0.1:${c.balancer.port}/`;
+  // curl binds its connections (control and data) to 127.0.0.9; HAProxy itself connects from 127.0.0.1.
+  const curl = (args: string[]) => run('curl', ['-sS', '--interface', '127.0.0.9', '--max-time', '20', ...args], { timeout: 30_000 }).then(
+    () => 0,
+    (err: { code?: number }) => err.code ?? -1,
+  );
+  const local = await mkdtemp(join(tmpdir(), 'dfos-curl-'));
+  t.teardown(() => rm(local, { recursive: true, force: true }));
+  await writeFile(join(local, 'mine.txt'), 'from 127.0.0.9\n');
+  t.is(await curl(['-T', join(local, 'mine.txt'), '--user', 'alice:alice-pw', url]), 0);
+  const uploads = (await Promise.all(c.nodes.map((n) => auditLog(n.dirs.logDir)))).flat().filter((r) => r.action === 'upload');
+  t.deepEqual(uploads.map((r) => [r.client, r.result]), [['127.0.0.9', 'ok']]);
+
+  // Three wrong passwords (round-robin: they land on both nodes) ban 127.0.0.9 everywhere.
+  for (let i = 0; i < 3; i++) t.not(await curl(['--user', 'alice:wrong', url]), 0);
+  const banned = await pollUntil(async () => {
+    const refused = await Promise.all([0, 1].map(() => curl(['--user', 'alice:alice-pw', url])));
+    return refused.every((code) => code !== 0) ? refused : undefined;
+  }, 10_000);
+  t.truthy(banned, 'two sessions in a row (one per node) are refused for 127.0.0.9');
+  // Another address is still served by both nodes.
+  for (let i = 0; i < 2; i++) {
+    const client = await session(c);
+    t.deepEqual(await download(client, 'mine.txt'), Buffer.from('from 127.0.0.9\n'));
+    client.close();
+  }
+  const records = (await Promise.all(c.nodes.map((n) => auditLog(n.dirs.logDir)))).flat();
+  t.true(records.some((r) => r.action === 'ban' && r.client === '127.0.0.9'), 'the ban names the client, not the balancer');
+  t.false(records.some((r) => r.action === 'ban' && r.client === '127.0.0.1'));
 });

@@ -1,10 +1,9 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import test from 'ava';
 import type { Session } from '../src/adapter/ftp-srv/Session.js';
 import { MAX_BUFFERED_INPUT } from '../src/adapter/ftp-srv/commandFeed.js';
 import { floodPayload, NoopFlood } from './helpers/noopFlood.js';
 import { RawFtp } from './helpers/rawFtp.js';
+import { retained } from './helpers/retainedMemory.js';
 import { startTestServer, type TestServer } from './helpers/testServer.js';
 
 /**
@@ -17,10 +16,6 @@ import { startTestServer, type TestServer } from './helpers/testServer.js';
  * loop in count; nothing is timed.
  */
 
-setFlagsFromString('--expose-gc');
-/** V8's full garbage collection (exposed at run time: ava's node arguments are shared). */
-const gc = runInNewContext('gc') as () => void;
-
 /** One read from a socket: Node hands over at most this much at once. */
 const READ_CHUNK = 64 * 1024;
 /** Input a session may hold: its cap, plus the read that crossed it. */
@@ -32,14 +27,6 @@ const MiB = 1024 * 1024;
 /** The live sessions of a test server (the engine is private to DfosServer; read here only). */
 function sessions(ts: TestServer): Session[] {
   return ts.server['engine'].sessions() as Session[];
-}
-
-/** Heap and buffer memory still referenced after a full GC, in bytes. */
-function retained(): number {
-  gc();
-  gc();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
 }
 
 /**

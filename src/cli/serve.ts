@@ -97,6 +97,13 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   { key: 'banTimeMax', flag: 'ban-time-max', arg: '<seconds>', help: 'longest ban', kind: 'seconds' },
   { key: 'banAllow', flag: 'ban-allow', arg: '<cidr,...>', help: 'addresses or CIDR ranges never banned', kind: 'string' },
   {
+    key: 'trustedProxies',
+    flag: 'trusted-proxies',
+    arg: '<cidr,...>',
+    help: 'load balancers that must send a PROXY protocol (v1/v2) header naming the real client; empty: PROXY protocol off',
+    kind: 'string',
+  },
+  {
     key: 'logRotate',
     flag: 'log-rotate',
     arg: `<${LOG_ROTATIONS.join('|')}>`,

@@ -34,6 +34,9 @@ const ADMIN_LISTEN_RULE = 'admin-listen must be HOST:PORT with an IP address (12
 
 const BAN_ALLOW_RULE = 'ban-allow must be a comma-separated list of addresses or CIDR ranges such as 192.0.2.0/24,2001:db8::/32';
 
+const TRUSTED_PROXIES_RULE =
+  'trusted-proxies must be a comma-separated list of the load balancers\' addresses or CIDR ranges such as 10.0.0.5,192.0.2.0/28,2001:db8::/64';
+
 /** Splits `a,b, c` into names; each a host name or an IP address. */
 function certNames(value: string | readonly string[]): string[] {
   const list = typeof value === 'string' ? value.split(',') : [...value];
@@ -143,6 +146,15 @@ export const serverConfigSchema = z
       .union([z.string(), z.array(z.string())], { error: BAN_ALLOW_RULE })
       .transform(certNames)
       .refine((list) => list.every((e) => cidrProblem(e) === undefined), BAN_ALLOW_RULE)
+      .default([]),
+    /**
+     * Load balancers (addresses and CIDR ranges, IPv4 or IPv6) whose connections must start
+     * with a PROXY protocol header (v1 or v2) naming the real client; empty: PROXY protocol off.
+     */
+    trustedProxies: z
+      .union([z.string(), z.array(z.string())], { error: TRUSTED_PROXIES_RULE })
+      .transform(certNames)
+      .refine((list) => list.every((e) => cidrProblem(e) === undefined), TRUSTED_PROXIES_RULE)
       .default([]),
     /** FTPS (RFC 4217): `off`, `on` (offered) or `required` (no login or data without it). */
     tls: z.enum(TLS_MODES, { error: `tls must be one of ${TLS_MODES.join(', ')}` }).default('on'),

@@ -24,6 +24,8 @@ export interface AuditEvent {
   session: string | undefined;
   user: string | undefined;
   client: string | undefined;
+  /** The trusted proxy (load balancer) the session came through; absent for direct connections. */
+  proxy?: string;
   action: AuditAction;
   path?: string;
   /** Destination, for rename. */

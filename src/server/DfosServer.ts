@@ -249,6 +249,7 @@ export class DfosServer {
       dataTimeoutMs: config.dataTimeout * 1000,
       capabilities: storage.capabilities,
       limits: { maxSessions: config.maxSessions, maxSessionsPerIp: config.maxSessionsPerIp },
+      trustedProxies: config.trustedProxies,
       log,
       session: { idleTimeoutMs: config.idleTimeout * 1000, loginTimeoutMs: config.loginTimeout * 1000, maxLoginAttempts: config.maxLoginAttempts, log },
       hooks,
@@ -304,6 +305,7 @@ export class DfosServer {
       ...(server.admin && adminToken !== undefined ? { adminToken: 'required' } : {}),
       ...(config.rateTotal > 0 ? { rateTotal: config.rateTotal } : {}),
       ...(shared ? { redis: maskSecret('redis', config.redis), node: nodeId } : {}),
+      ...(config.trustedProxies.length > 0 ? { trustedProxies: config.trustedProxies } : {}),
     });
     return server;
   }
@@ -489,7 +491,7 @@ export class DfosServer {
     if (!result.ok) {
       await this.defender.failed(session.client, result.reason);
       await sleep(Math.max(0, this.config.authFailDelay * 1000 - (Date.now() - started)));
-      this.loggers.log.info('Login failed', { session: session.id, client: session.client, user: username.slice(0, 64), reason: result.reason, tls: session.tls });
+      this.loggers.log.info('Login failed', { session: session.id, client: session.client, proxy: session.proxy, user: username.slice(0, 64), reason: result.reason, tls: session.tls });
       const refused = new StorageError('denied', 'Login incorrect');
       audit.record(username.slice(0, 64), { action: 'login', result: 'failed', code: describe('login', refused).code, reason: result.reason });
       throw refused;
@@ -498,7 +500,7 @@ export class DfosServer {
     if ((result.user as { requireTls?: boolean }).requireTls === true && session.tls === undefined) {
       await sleep(Math.max(0, this.config.authFailDelay * 1000 - (Date.now() - started)));
       const refused = new StorageError('denied', 'TLS required for this account: reconnect and send AUTH TLS first');
-      this.loggers.log.info('Login refused: this user requires TLS', { session: session.id, client: session.client, user });
+      this.loggers.log.info('Login refused: this user requires TLS', { session: session.id, client: session.client, proxy: session.proxy, user });
       audit.record(user, { action: 'login', result: 'failed', code: describe('login', refused).code, reason: 'TLS required for this user' });
       throw refused;
     }
@@ -506,7 +508,7 @@ export class DfosServer {
     // Other nodes' sessions as last heard (about a second old at most): a cluster-wide cap.
     if (limit !== undefined && this.engine.sessions().filter((s) => s.user === user).length + (this.peers?.sessionsOf(user) ?? 0) >= limit) {
       const busy = new StorageError('unavailable', `Too many sessions for this user (${limit} allowed); close one and try again`);
-      this.loggers.log.info('Login refused: user session limit', { session: session.id, client: session.client, user, limit });
+      this.loggers.log.info('Login refused: user session limit', { session: session.id, client: session.client, proxy: session.proxy, user, limit });
       audit.record(user, { action: 'login', result: 'failed', code: describe('login', busy).code, reason: `session limit (${limit})` });
       throw busy;
     }
@@ -519,6 +521,7 @@ export class DfosServer {
       this.loggers.log.error('Home folder unavailable: login refused with 421; make it a directory the server can read and write', {
         session: session.id,
         client: session.client,
+        proxy: session.proxy,
         user,
         path: this.storage.homeLocation(user),
         errno,

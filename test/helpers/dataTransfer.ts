@@ -79,19 +79,23 @@ export interface DataTransfer {
   bytes: Buffer;
 }
 
+/** Opens the data connection an EPSV reply announces (default: a direct connection from 127.0.0.1). */
+export type DataOpener = (epsv: RawReply) => Promise<Socket>;
+
 /**
- * EPSV, connect, send `line`; a refusal is returned (not thrown) with `first` as the final
- * reply. Otherwise `transfer` runs with the open data socket and a promise of everything it
- * receives, then the final reply is read.
+ * EPSV, connect (with `open`), send `line`; a refusal is returned (not thrown) with `first`
+ * as the final reply. Otherwise `transfer` runs with the open data socket and a promise of
+ * everything it receives, then the final reply is read.
  */
 async function dataCommand(
   raw: RawFtp,
   line: string,
   transfer: (socket: Socket, received: Promise<Buffer>) => Promise<Buffer>,
+  open: DataOpener = (epsv) => openEpsvData(epsv),
 ): Promise<DataTransfer> {
   const epsv = await raw.command('EPSV', REPLY_MS);
   if (epsv.code !== 229) throw new Error(`EPSV failed: ${epsv.raw}`);
-  const socket = await openEpsvData(epsv);
+  const socket = await open(epsv);
   const received = readToEnd(socket);
   const first = await raw.command(line, REPLY_MS);
   if (first.code !== 150 && first.code !== 125) {
@@ -105,13 +109,13 @@ async function dataCommand(
 }
 
 /** A whole download or listing over a raw session (EPSV + `line`): the bytes and every reply. */
-export function rawDownload(raw: RawFtp, line: string): Promise<DataTransfer> {
-  return dataCommand(raw, line, (_socket, received) => received);
+export function rawDownload(raw: RawFtp, line: string, open?: DataOpener): Promise<DataTransfer> {
+  return dataCommand(raw, line, (_socket, received) => received, open);
 }
 
 /** RETR through a raw connection. */
-export function rawRetr(raw: RawFtp, path: string): Promise<DataTransfer> {
-  return rawDownload(raw, `RETR ${path}`);
+export function rawRetr(raw: RawFtp, path: string, open?: DataOpener): Promise<DataTransfer> {
+  return rawDownload(raw, `RETR ${path}`, open);
 }
 
 /** LIST (or NLST) through a raw connection; `names` are the last fields of the lines. */
@@ -126,10 +130,15 @@ export async function rawList(raw: RawFtp, path?: string, verb = 'LIST'): Promis
  * A whole upload (STOR, APPE, STOU…) over a raw session: EPSV + `line`, `content`, a proper
  * end of the data connection, then the final reply once the server has closed it.
  */
-export function rawUpload(raw: RawFtp, line: string, content: string | Buffer): Promise<DataTransfer> {
-  return dataCommand(raw, line, async (socket, received) => {
-    socket.end(content);
-    await received.catch(() => undefined);
-    return Buffer.alloc(0);
-  });
+export function rawUpload(raw: RawFtp, line: string, content: string | Buffer, open?: DataOpener): Promise<DataTransfer> {
+  return dataCommand(
+    raw,
+    line,
+    async (socket, received) => {
+      socket.end(content);
+      await received.catch(() => undefined);
+      return Buffer.alloc(0);
+    },
+    open,
+  );
 }

@@ -45,6 +45,14 @@ export class RawFtp {
       socket.once('connect', resolve);
       socket.once('error', reject);
     });
+    return RawFtp.over(socket, timeoutMs);
+  }
+
+  /**
+   * Takes an open control connection (one the test set up itself: another source address,
+   * bytes sent before the greeting, TLS) and reads the 220 greeting (at most `timeoutMs`).
+   */
+  static async over(socket: Socket, timeoutMs = 5000): Promise<RawFtp> {
     const raw = new RawFtp(socket);
     const greeting = await raw.read(timeoutMs).catch((err: unknown) => {
       socket.destroy();

@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FtpConnection, FtpConnector } from './internals.js';
 import { normaliseAddress } from '../../util/address.js';
+import type { ProxyGate } from '../../proxy/ProxyGate.js';
 import { ReplyError } from './replyError.js';
 import { serverTls } from './tlsCommands.js';
 import type { Session } from './Session.js';
@@ -19,6 +20,8 @@ export interface DataChannelOptions {
   connectTimeoutMs: number;
   /** A data connection with no bytes either way for this long is cut (0 = never). */
   stallTimeoutMs: number;
+  /** The PROXY protocol policy, when proxies are trusted: passive connections from them start with a header. */
+  proxies?: ProxyGate;
 }
 
 /**
@@ -95,9 +98,10 @@ function listenOn(server: Server, port: number, host: string): Promise<number> {
  * transfer ends or fails, when the session ends, and when no transfer command comes
  * within connectTimeoutMs of PASV/EPSV (so idle sessions cannot hold the passive range:
  * the listener, or the connection it accepted, is closed and the next transfer command
- * gets 425). Connections from an address other than the control connection's are
- * refused; active connections go only to the client's own address on an unprivileged
- * port (checked by the PORT/EPRT handlers).
+ * gets 425). Connections from an address other than the control connection's client
+ * are refused and the port stays open for the right one; through a trusted proxy both
+ * addresses are the ones the PROXY headers name. Active connections go only to the
+ * client's own address on an unprivileged port (checked by the PORT/EPRT handlers).
  */
 export class DataChannel implements FtpConnector {
   type: 'passive' | 'active' | false = false;
@@ -219,8 +223,33 @@ export class DataChannel implements FtpConnector {
   }
 
   private accept(server: Server, socket: Socket): void {
-    const control = normaliseAddress(this.connection.commandSocket.remoteAddress);
-    if (server !== this.dataServer || this.dataSocket || normaliseAddress(socket.remoteAddress) !== control) {
+    const proxies = this.options.proxies;
+    if (!proxies) {
+      this.claim(server, socket, normaliseAddress(socket.remoteAddress));
+      return;
+    }
+    // Through a trusted proxy the data connection starts with its own PROXY header
+    // (HAProxy send-proxy-v2 on the passive range): the client it names must be the control's.
+    void proxies.admit(socket).then((admission) => {
+      if (!admission.ok) {
+        const session = sessionOf(this.connection);
+        const fields = { session: session?.id, peer: admission.peer, reason: admission.reason };
+        session?.context.log.log(admission.quiet ? 'debug' : 'warn', 'PROXY protocol: data connection refused', fields);
+        socket.destroy();
+        return;
+      }
+      if (socket.destroyed) return;
+      this.claim(server, socket, admission.origin.client);
+    });
+  }
+
+  /** Uses `socket` (really from `client`) as the data connection if it is the one awaited, else closes it. */
+  private claim(server: Server, socket: Socket, client: string | undefined): void {
+    const session = sessionOf(this.connection);
+    if (server !== this.dataServer || this.dataSocket || client === undefined || client !== session?.client) {
+      if (session && server === this.dataServer && !this.dataSocket) {
+        session.context.log.debug('Data connection refused: not from the client\'s address', { session: session.id, client: session.client, from: client });
+      }
       socket.destroy();
       return;
     }

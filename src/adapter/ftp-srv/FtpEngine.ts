@@ -4,7 +4,7 @@ import type winston from 'winston';
 import type { EngineHooks, EngineSettings, EngineStats, ProtocolEngine } from '../../core/ProtocolEngine.js';
 import type { StorageCapabilities } from '../../storage/StorageBackend.js';
 import type { TlsSettings } from '../../tls/TlsSettings.js';
-import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { bunyanAdapter } from './bunyanLogger.js';
 import { DataChannel, PassivePortAllocator } from './DataChannel.js';
@@ -12,6 +12,8 @@ import { FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.
 import { installFtpSrvPatches } from './installPatches.js';
 import { formatListLine } from './listFormat.js';
 import { normaliseAddress } from '../../util/address.js';
+import { watchForProxyHeader } from '../../proxy/connectionStart.js';
+import { ProxyGate, UNTRUSTED_HEADER, type ConnectionOrigin } from '../../proxy/ProxyGate.js';
 import { describeOutcome } from './replyError.js';
 import { Session, sessionOf, type SessionContext } from './Session.js';
 import { transferFailure } from './transferCommands.js';
@@ -37,7 +39,15 @@ export interface FtpEngineOptions {
   hooks: EngineHooks;
   /** Connection caps (0 = no limit): past them a new connection gets 421 before the greeting. */
   limits: { maxSessions: number; maxSessionsPerIp: number };
+  /**
+   * Load balancers whose connections (control, implicit TLS and passive data) must start
+   * with a PROXY protocol header naming the real client; empty or absent: PROXY protocol off.
+   */
+  trustedProxies?: readonly string[];
 }
+
+/** A control port, as refusals are logged. */
+type ControlPort = 'control' | 'implicit TLS';
 
 /**
  * DFOS's wrapper around one ftp-srv instance: it applies the patches, creates it without
@@ -50,6 +60,14 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
   private readonly live = new Set<Session>();
   private readonly ports: PassivePortAllocator;
   private implicit: NetServer | undefined;
+  /** ftp-srv's handler for a new control socket: makes its connection, then sends the greeting. */
+  private readonly greet: (socket: Socket) => void;
+  /** The PROXY protocol policy; undefined when no proxy is trusted (then no header is ever read). */
+  private readonly proxies: ProxyGate | undefined;
+  /** Control connections still waiting for their PROXY header (cut when the engine stops accepting). */
+  private readonly admitting = new Set<Socket>();
+  /** Where each proxied control socket really comes from (a direct one: its peer address). */
+  private readonly origins = new WeakMap<Socket, ConnectionOrigin>();
 
   constructor(private readonly options: FtpEngineOptions) {
     super();
@@ -80,6 +98,16 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     }
     // A client's FIN must not close the connection before the commands it sent are answered.
     (this.ftp.server as { allowHalfOpen?: boolean }).allowHalfOpen = true;
+    const handlers = this.ftp.server.listeners('connection') as ((socket: Socket) => void)[];
+    if (handlers.length !== 1) throw new Error(`ftp-srv internals changed: expected one connection handler, found ${handlers.length}`);
+    this.greet = handlers[0]!;
+    if (options.trustedProxies && options.trustedProxies.length > 0) {
+      const gate = new ProxyGate(options.trustedProxies);
+      this.proxies = gate;
+      // The PROXY header comes before everything else: the ban and cap checks and the greeting use its address.
+      this.ftp.server.removeListener('connection', this.greet);
+      this.ftp.server.on('connection', (socket: Socket) => this.admit(gate, socket, 'control', () => this.greet(socket)));
+    }
     this.ftp.on('connect', ({ connection }: { connection: FtpConnection }) => this.attach(connection));
     this.ftp.on('login', ({ connection, username, password }: { connection: FtpConnection; username: string; password: string }, resolve: (r: unknown) => void, reject: (e: Error) => void) => {
       const session = sessionOf(connection);
@@ -120,12 +148,18 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
    */
   private async listenImplicit(port: number): Promise<void> {
     const tls = this.options.tls!;
-    const server = createNetServer({ pauseOnConnect: true, allowHalfOpen: true }, (plain) => {
+    const secureAndGreet = (plain: Socket, origin?: ConnectionOrigin) => {
       const context = tls.sessionContext();
       const secure = new TLSSocket(plain, { isServer: true, secureContext: context, requestCert: false });
       (secure as TLSSocket & { dfosContext?: unknown }).dfosContext = context;
       secure.on('error', () => secure.destroy());
-      this.ftp.server.emit('connection', secure);
+      if (origin) this.origins.set(secure, origin);
+      this.greet(secure);
+    };
+    const gate = this.proxies;
+    const server = createNetServer({ pauseOnConnect: true, allowHalfOpen: true }, (plain) => {
+      if (gate) this.admit(gate, plain, 'implicit TLS', (origin) => secureAndGreet(plain, origin));
+      else secureAndGreet(plain);
     });
     server.on('error', (err) => this.options.log.error('Implicit TLS listener error', { err: err.message }));
     await new Promise<void>((resolve, reject) => {
@@ -148,6 +182,32 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
   stopAccepting(): void {
     if (this.implicit?.listening) this.implicit.close();
     if (this.ftp.server.listening) this.ftp.server.close();
+    for (const socket of this.admitting) socket.destroy();
+    this.admitting.clear();
+  }
+
+  /**
+   * A new control connection when proxies are trusted: from a trusted proxy, its PROXY
+   * header is read first (the bytes after it stay in the socket); on the implicit TLS port,
+   * where the client speaks first, a direct connection's first bytes are checked for a
+   * header too. A refusal closes the socket without a reply (nothing FTP has started) and is
+   * logged once with the peer and the reason. `next` gets the connection's origin.
+   */
+  private admit(gate: ProxyGate, socket: Socket, port: ControlPort, next: (origin: ConnectionOrigin) => void): void {
+    this.admitting.add(socket);
+    void gate.admit(socket, { clientSpeaksFirst: port === 'implicit TLS' }).then((admission) => {
+      this.admitting.delete(socket);
+      if (!admission.ok) {
+        // Cut by stopAccepting, or a health check that connected and closed: no warning.
+        const quiet = admission.quiet === true || (socket.destroyed && !this.ftp.server.listening);
+        this.options.log.log(quiet ? 'debug' : 'warn', 'PROXY protocol: connection refused', { peer: admission.peer, port, reason: admission.reason });
+        socket.destroy();
+        return;
+      }
+      if (socket.destroyed) return;
+      if (admission.origin.proxy !== undefined) this.origins.set(socket, admission.origin);
+      next(admission.origin);
+    });
   }
 
   /** Sessions whose control connection is open. */
@@ -214,10 +274,10 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
   }
 
   /** Answers 421 before the greeting and closes (ftp-srv's greeting is swallowed). */
-  private refuse(connection: FtpConnection, reason: string): void {
+  private refuse(connection: FtpConnection, origin: ConnectionOrigin, reason: string): void {
     const socket = connection.commandSocket;
     connection.reply = () => Promise.resolve();
-    this.options.log.info('Connection refused', { client: normaliseAddress(socket.remoteAddress), reason });
+    this.options.log.info('Connection refused', { client: origin.client, proxy: origin.proxy, reason });
     socket.on('error', () => undefined);
     this.options.hooks.onReply?.(421);
     socket.end(`421 ${reason}\r\n`);
@@ -225,22 +285,38 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
   }
 
   private attach(connection: FtpConnection): void {
-    const client = normaliseAddress(connection.commandSocket.remoteAddress);
+    const socket = connection.commandSocket;
+    const origin = this.origins.get(socket) ?? { client: normaliseAddress(socket.remoteAddress) };
+    const client = origin.client;
     const refusal = this.options.hooks.refusal?.(client) ?? this.overCap(client);
     if (refusal !== undefined) {
-      this.refuse(connection, refusal);
+      this.refuse(connection, origin, refusal);
       return;
     }
+    // ftp-srv's own log lines name the real client too, and the proxy.
+    if (origin.proxy !== undefined) connection.log = connection.log.child({ ip: client, proxy: origin.proxy });
     // Each reply is one complete write, so Nagle's algorithm only adds latency: with it, a
     // reply written while the previous one is unacknowledged waits for the client's
     // delayed ACK (~40 ms), e.g. 331 then 230 for a pipelined USER + PASS.
     connection.commandSocket.setNoDelay(true);
-    const session = new Session(connection, {
-      ...this.options.session,
-      tls: this.options.tls,
-      refusal: (c) => this.options.hooks.refusal?.(c),
-      onReply: this.options.hooks.onReply,
-    });
+    const session = new Session(
+      connection,
+      {
+        ...this.options.session,
+        tls: this.options.tls,
+        refusal: (c) => this.options.hooks.refusal?.(c),
+        onReply: this.options.hooks.onReply,
+      },
+      origin,
+    );
+    if (this.proxies && origin.proxy === undefined && !(socket instanceof TLSSocket)) {
+      // A direct client on the plain port, where the server speaks first: its first bytes
+      // must not be a PROXY header (the implicit TLS port checked them before the handshake).
+      watchForProxyHeader(socket, () => {
+        this.options.log.warn('PROXY protocol: connection refused', { peer: client, port: 'control', reason: UNTRUSTED_HEADER });
+        void session.close421('PROXY protocol header refused: this address is not a trusted proxy');
+      });
+    }
     if (connection.commandSocket instanceof TLSSocket) {
       // Implicit FTPS: the control connection is TLS already, data connections always are.
       const secure = connection.commandSocket as TLSSocket & { dfosContext?: SecureContext };
@@ -256,6 +332,7 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     connection.connector = new DataChannel(connection, {
       bindHost: this.options.host,
       ports: this.ports,
+      ...(this.proxies ? { proxies: this.proxies } : {}),
       connectTimeoutMs: dataTimeout > 0 ? Math.min(dataTimeout, 30_000) : 30_000,
       stallTimeoutMs: dataTimeout,
     });

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type winston from 'winston';
 import type { TlsSettings } from '../../tls/TlsSettings.js';
 import type { EngineSession, SessionActivity } from '../../core/ProtocolEngine.js';
-import { normaliseAddress } from '../../util/address.js';
+import type { ConnectionOrigin } from '../../proxy/ProxyGate.js';
 import { coalescedReply } from './coalescedReply.js';
 import { CommandFeed } from './commandFeed.js';
 import { runControlItem } from './controlItem.js';
@@ -42,7 +42,12 @@ const CLOSE_WRITE_MS = 2000;
  */
 export class Session implements EngineSession {
   readonly id: string;
+  /** The client's address (through a trusted proxy: the one its PROXY header named). */
   readonly client: string | undefined;
+  /** The trusted proxy (load balancer) the control connection came through, if any. */
+  readonly proxy: string | undefined;
+  /** The address the client connected to on that proxy (its PROXY header's destination), if known. */
+  readonly proxiedTo: string | undefined;
   readonly startedAt = Date.now();
   user: string | undefined;
   /** Facts MLSD/MLST report (OPTS MLST selects them). */
@@ -84,9 +89,12 @@ export class Session implements EngineSession {
   constructor(
     readonly connection: FtpConnection,
     readonly context: SessionContext,
+    origin: ConnectionOrigin,
   ) {
     this.id = connection.id;
-    this.client = normaliseAddress(connection.commandSocket.remoteAddress);
+    this.client = origin.client;
+    this.proxy = origin.proxy;
+    this.proxiedTo = origin.proxiedTo;
     sessions.set(connection, this);
     this.feed = new CommandFeed(
       connection.commandSocket,
@@ -265,13 +273,13 @@ export class Session implements EngineSession {
   private onLoginTimeout(): void {
     this.loginTimer = undefined;
     if (this.user || this.closed) return;
-    this.context.log.info('Closing connection that did not log in', { session: this.id, client: this.client });
+    this.context.log.info('Closing connection that did not log in', { session: this.id, client: this.client, proxy: this.proxy });
     void this.close421(`Login timeout (${Math.round(this.context.loginTimeoutMs / 1000)} s), closing control connection`);
   }
 
   private onIdle(): void {
     if (this.busy || this.closed) return;
-    this.context.log.info('Closing idle control connection', { session: this.id, user: this.user, client: this.client });
+    this.context.log.info('Closing idle control connection', { session: this.id, user: this.user, client: this.client, proxy: this.proxy });
     void this.close421(`Idle timeout (${Math.round(this.context.idleTimeoutMs / 1000)} s), closing control connection`);
   }
 }

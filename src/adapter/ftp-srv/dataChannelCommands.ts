@@ -11,11 +11,19 @@ function channelOf(connection: FtpConnection): DataChannel | undefined {
   return connection.connector instanceof DataChannel ? connection.connector : undefined;
 }
 
-/** The IPv4 address PASV announces: the configured one, else the control connection's. */
+/**
+ * The address the client connected to: through a trusted proxy, the one its PROXY header
+ * names (the load balancer's), else the control connection's local address.
+ */
+function connectedTo(connection: FtpConnection): string | undefined {
+  return sessionOf(connection)?.proxiedTo ?? normaliseAddress(connection.commandSocket.localAddress);
+}
+
+/** The IPv4 address PASV announces: the configured one, else the one the client connected to. */
 function announcedAddress(connection: FtpConnection): string | undefined {
   const configured = connection.server.options.dfos_pasv_address;
   if (typeof configured === 'string' && configured) return configured;
-  const local = normaliseAddress(connection.commandSocket.localAddress);
+  const local = connectedTo(connection);
   return local && isIPv4(local) ? local : undefined;
 }
 
@@ -25,12 +33,14 @@ function refusedByEpsvAll(connection: FtpConnection): boolean {
 }
 
 /**
- * Validates an active-mode target: the client's own address (no FTP bounce, RFC 2577)
- * and an unprivileged port. Returns a refusal text, or undefined when acceptable.
+ * Validates an active-mode target: the client's own address (no FTP bounce, RFC 2577;
+ * through a trusted proxy, the one its PROXY header named) and an unprivileged port.
+ * Returns a refusal text, or undefined when acceptable.
  */
 function activeTargetProblem(connection: FtpConnection, host: string, port: number): string | undefined {
   if (!Number.isInteger(port) || port < 1 || port > 65535) return 'Invalid port';
-  if (normaliseAddress(host) !== normaliseAddress(connection.commandSocket.remoteAddress)) {
+  const client = sessionOf(connection)?.client;
+  if (client === undefined || normaliseAddress(host) !== client) {
     return 'Data connections go only to your own address';
   }
   if (port < MIN_ACTIVE_PORT) return `Data connections to privileged ports (below ${MIN_ACTIVE_PORT}) are refused`;
@@ -75,7 +85,7 @@ export const dataChannelCommands: CommandEntry[] = [
         if (session) session.epsvAll = true;
         return this.reply(200, 'EPSV ALL accepted; only EPSV from now on');
       }
-      const family = isIP(normaliseAddress(this.commandSocket.localAddress) ?? '') === 6 ? '2' : '1';
+      const family = isIP(connectedTo(this) ?? '') === 6 ? '2' : '1';
       if (arg && arg !== family) return this.reply(522, `Network protocol not supported, use (${family})`);
       const port = await openPassive(this);
       if (port === undefined) return this.reply(425, 'No passive port is free; try again later');

@@ -33,12 +33,12 @@ export function secureControlConnection(connection: FtpConnection, session: Sess
   const secure = serverTls(plain, session);
   secure.on('data', (data: Buffer) => connection._handleData(data));
   secure.on('error', (err) => {
-    session.context.log.info('TLS error on the control connection', { session: session.id, client: session.client, err: err.message });
+    session.context.log.info('TLS error on the control connection', { session: session.id, client: session.client, proxy: session.proxy, err: err.message });
     secure.destroy();
   });
   secure.once('secure', () => {
     session.tls = describeTls(secure);
-    session.context.log.info('Control connection secured', { session: session.id, client: session.client, tls: session.tls });
+    session.context.log.info('Control connection secured', { session: session.id, client: session.client, proxy: session.proxy, tls: session.tls });
   });
   session.adoptSecureSocket(secure, plain);
   return secure;
