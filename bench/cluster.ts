@@ -56,7 +56,7 @@ async function measure(nodes: number): Promise<RunResult> {
       nodes,
       users: [{ name: BENCH_USER, password: BENCH_PASSWORD }],
       pasvPorts: Math.ceil((sessions / nodes) * 1.5) + 20,
-      args: ['--storage', `s3://${BUCKET}/${prefix}`, '--s3-endpoint', ceph.endpoint, '--max-sessions', '0', '--max-sessions-per-ip', '0', '--log-level', 'warn'],
+      args: ['--storage', `s3://${BUCKET}/${prefix}`, '--s3-endpoint', ceph.endpoint, '--max-sessions', '0', '--max-sessions-per-ip', '0'],
       env: { AWS_ACCESS_KEY_ID: ceph.accessKeyId, AWS_SECRET_ACCESS_KEY: ceph.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' },
     });
     const running = cluster;
