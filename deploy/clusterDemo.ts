@@ -7,8 +7,9 @@
  * - N DFOS nodes (default 2) on 127.0.0.2, 127.0.0.3, … with their own passive ranges;
  * - HAProxy on 127.0.0.1 (control port 2100 unless --port), sending PROXY v2 headers.
  *
- * Everything lives under ./.cluster-demo (kept between runs: the bucket's contents
- * survive) and stops on Ctrl-C, each process by its PID.
+ * Its state lives under ./.cluster-demo (node logs are kept between runs; Ceph keeps
+ * objects in memory, so the bucket starts empty each time) and everything stops on
+ * Ctrl-C, each process by its PID.
  *
  *     npm run cluster:demo -- [--nodes N] [--port P]
  */
@@ -144,7 +145,7 @@ DFOS cluster running: ${nodes.length} nodes behind HAProxy, on Ceph RGW (${endpo
   curl ftp://demo:demo@127.0.0.1:${balancerPort}/README.md | head -3  # maybe served by another
 ${nodes.map((n) => `  ${n.name}: ftp ${n.host}:${n.port}, status page http://${n.host}:${n.adminPort}/, logs ${join(DIR, n.name, 'logs')}`).join('\n')}
 
-Ctrl-C stops everything (the bucket's contents stay in ${DIR}).`);
+Ctrl-C stops everything (node logs stay in ${DIR}; the bucket lives in Ceph's memory and goes with it).`);
 }
 
 process.once('SIGINT', () => void stopAll().then(() => process.exit(0)));
