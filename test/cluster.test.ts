@@ -13,7 +13,7 @@ import { startCephRgw, type CephRgw } from './helpers/ceph.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
 import { auditLog } from './helpers/logFiles.js';
-import { pollUntil } from './helpers/serverProcess.js';
+import { pollUntil, REPO_ROOT } from './helpers/serverProcess.js';
 
 // Several nodes (issue 13): real DFOS processes on 127.0.0.2, 127.0.0.3 behind a real
 // HAProxy on 127.0.0.1 (PROXY v2 headers), on one Ceph RGW bucket, sharing state through
@@ -87,6 +87,11 @@ async function nodesThatServed(c: Cluster, action: string): Promise<string[]> {
   }
   return served;
 }
+
+test('deploy/haproxy.cfg is a valid HAProxy configuration', async (t) => {
+  const { stdout, stderr } = await run('haproxy', ['-c', '-f', join(REPO_ROOT, 'deploy', 'haproxy.cfg')], { timeout: 30_000 });
+  t.regex(stdout + stderr, /Configuration file is valid/);
+});
 
 test.serial('two nodes on one bucket: what one session uploads, sessions on the other node download and preview; lftp mirror up and back is identical', async (t) => {
   t.timeout(180_000);
