@@ -1,21 +1,9 @@
 import { Option, type Command } from 'commander';
-import { LOG_LEVELS, LOG_ROTATIONS, type ServerConfig } from '../config/serverConfig.js';
+import { LOG_LEVELS, LOG_ROTATIONS } from '../config/serverConfig.js';
 import { operationError } from './errors.js';
 import { envVarFor } from './options.js';
-import { configFileOption, schemaDefaults, serveConfigFile, resolveServeConfig } from './serveConfig.js';
+import { configFileOption, schemaDefaults, serveConfigFile, resolveServeConfig, type ServeFlag } from './serveConfig.js';
 
-/** A server setting that has a flag (every key of ServerConfig but `console`). */
-export type ServeKey = Exclude<keyof ServerConfig, 'console'>;
-
-/** One `dfos serve` flag: also DFOS_<FLAG> in the environment and `<flag>:` in dfos.yaml. */
-export interface ServeFlag {
-  key: ServeKey;
-  flag: string;
-  arg: string;
-  help: string;
-  /** How the raw string must look before the schema sees it (the schema's coercion is lenient). */
-  kind: 'string' | 'integer' | 'seconds';
-}
 
 /**
  * Every `dfos serve` flag; each also reads DFOS_<FLAG> from the environment and is a key of

@@ -5,7 +5,19 @@ import { maskSecret } from '../config/effectiveConfig.js';
 import { parseServerConfig, serverConfigSchema, type ServerConfig, type ServerConfigInput } from '../config/serverConfig.js';
 import { usageError } from './errors.js';
 import { envVarFor } from './options.js';
-import type { ServeFlag, ServeKey } from './serve.js';
+
+/** A server setting that has a flag (every key of ServerConfig but `console`). */
+export type ServeKey = Exclude<keyof ServerConfig, 'console'>;
+
+/** One `dfos serve` flag: also DFOS_<FLAG> in the environment and `<flag>:` in dfos.yaml. */
+export interface ServeFlag {
+  key: ServeKey;
+  flag: string;
+  arg: string;
+  help: string;
+  /** How the raw string must look before the schema sees it (the schema's coercion is lenient). */
+  kind: 'string' | 'integer' | 'seconds';
+}
 
 /**
  * Where the server's settings come from, in order of precedence: flags, then DFOS_*

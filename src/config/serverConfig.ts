@@ -7,18 +7,11 @@ import { DURATION_RULE, parseDuration } from '../util/duration.js';
 import { isRedisPrefix, isRedisUrl, REDIS_PREFIX_RULE, REDIS_URL_RULE } from '../core/shared/redisUrl.js';
 import { isLoopbackAddress } from '../util/address.js';
 import { parseListenAddress } from '../util/listenAddress.js';
+import { LOG_LEVELS } from '../logging/createLogger.js';
+import { LOG_ROTATIONS } from '../logging/RotatingFile.js';
 
-/** Log levels accepted by `--log-level`; `trace` also shows ftp-srv's per-command tracing. */
-export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/**
- * `--log-rotate`: `size` (at --log-max-size, --log-max-files kept), `daily` (at local
- * midnight, --log-max-files days kept) or `none` (left to the system's logrotate, which
- * signals SIGHUP so the files are reopened).
- */
-export const LOG_ROTATIONS = ['size', 'daily', 'none'] as const;
-export type LogRotationMode = (typeof LOG_ROTATIONS)[number];
+export { LOG_LEVELS, type LogLevel } from '../logging/createLogger.js';
+export { LOG_ROTATIONS, type LogRotationMode } from '../logging/RotatingFile.js';
 
 /** `--tls`: `off`, `on` (offered: AUTH TLS and the implicit port) or `required`. */
 export const TLS_MODES = ['off', 'on', 'required'] as const;

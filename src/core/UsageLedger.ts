@@ -4,19 +4,13 @@ import type { StorageUsage } from '../storage/StorageBackend.js';
 import { writeTextAtomic } from '../util/writeTextAtomic.js';
 import type { SharedState } from './shared/SharedState.js';
 import { UsageSync } from './shared/UsageSync.js';
+import type { UsageRecord } from './usageRecord.js';
 
 /** Where the measured usage lives under a state directory. */
 export function usageFilePath(stateDir: string): string {
   return join(stateDir, 'usage.json');
 }
 
-/** One user's usage as kept in `<state-dir>/usage.json`. */
-export interface UsageRecord extends StorageUsage {
-  /** When the home was last walked (ms since the epoch). */
-  measuredAt: number;
-  /** When the server last changed it (ms since the epoch). */
-  updatedAt: number;
-}
 
 /** Largest usage file read (a bigger one is treated as empty: every user is measured again). */
 const MAX_BYTES = 64 * 1024 * 1024;

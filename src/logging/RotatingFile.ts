@@ -1,6 +1,13 @@
 import { createWriteStream, existsSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, type WriteStream } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
-import type { LogRotationMode } from '../config/serverConfig.js';
+
+/**
+ * `--log-rotate`: `size` (at --log-max-size, --log-max-files kept), `daily` (at local
+ * midnight, --log-max-files days kept) or `none` (left to the system's logrotate, which
+ * signals SIGHUP so the files are reopened).
+ */
+export const LOG_ROTATIONS = ['size', 'daily', 'none'] as const;
+export type LogRotationMode = (typeof LOG_ROTATIONS)[number];
 
 /** How a log file is rotated (the --log-rotate, --log-max-size and --log-max-files settings). */
 export interface LogRotation {

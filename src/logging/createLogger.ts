@@ -1,10 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import winston from 'winston';
-import type { LogLevel } from '../config/serverConfig.js';
 import { redact } from './redact.js';
 import type { LogRotation } from './RotatingFile.js';
 import { RotatingFileTransport } from './rotatingFileTransport.js';
+
+/** Log levels accepted by `--log-level`; `trace` also shows ftp-srv's per-command tracing. */
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** winston levels, including `trace` for ftp-srv's per-command tracing. */
 const LEVELS: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 };

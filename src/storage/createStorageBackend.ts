@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import type { ServerConfig } from '../config/serverConfig.js';
 import { LocalBackend } from './LocalBackend.js';
 import { parseS3Url, S3Backend } from './S3Backend.js';
 import type { StorageBackend } from './StorageBackend.js';
@@ -9,9 +8,19 @@ import type { StorageBackend } from './StorageBackend.js';
  * `--s3-endpoint`, `--s3-region` and `--s3-abandoned-upload-age`; credentials from the
  * SDK's standard chain; its upload journal in `--state-dir`), anything else a local folder.
  */
-export function createStorageBackend(
-  config: Pick<ServerConfig, 'storage' | 's3Endpoint' | 's3Region' | 's3AbandonedUploadAge' | 'stateDir'>,
-): StorageBackend {
+/** The settings that choose and configure the backend (a subset of the server's configuration). */
+export interface StorageSettings {
+  /** A folder, or `s3://BUCKET[/PREFIX]`. */
+  storage: string;
+  s3Endpoint?: string | undefined;
+  s3Region: string;
+  /** Seconds without activity after which another node's multipart upload is aborted (0: never). */
+  s3AbandonedUploadAge: number;
+  /** The node's own state directory (the S3 upload journal lives there). */
+  stateDir: string;
+}
+
+export function createStorageBackend(config: StorageSettings): StorageBackend {
   if (config.storage.startsWith('s3://')) {
     const { bucket, prefix } = parseS3Url(config.storage);
     return new S3Backend({

@@ -1,6 +1,6 @@
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { BanEntry } from '../bansFile.js';
-import type { UsageRecord } from '../UsageLedger.js';
+import type { UsageRecord } from '../usageRecord.js';
 
 /**
  * State that several DFOS nodes share (`--redis`): bans and failed-login scores, what each

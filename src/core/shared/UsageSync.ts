@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { UsageRecord } from '../UsageLedger.js';
+import type { UsageRecord } from '../usageRecord.js';
 import type { SharedUsage } from './SharedState.js';
 
 /** How long one node may hold the right to measure a home before another may take it over. */

@@ -1,4 +1,4 @@
-import type { UsageRecord } from '../../UsageLedger.js';
+import type { UsageRecord } from '../../usageRecord.js';
 import type { SharedUsage } from '../SharedState.js';
 import type { RedisLink } from './RedisLink.js';
 
