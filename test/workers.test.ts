@@ -4,7 +4,9 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { failLogin, greeting } from './helpers/controlProbe.js';
 import { rawUpload, startRawTransfer, writeData } from './helpers/dataTransfer.js';
+import { adminRequest, scrape } from './helpers/adminHttp.js';
 import { auditLog, dfosLog } from './helpers/logFiles.js';
+import { sampleValue } from './helpers/promText.js';
 import { RawFtp } from './helpers/rawFtp.js';
 import { pollUntil, spawnServer, stripAnsi, type ServerProcess } from './helpers/serverProcess.js';
 import type { TestUser } from './helpers/testServer.js';
@@ -161,4 +163,35 @@ test('--workers 1 is a single process, as without the flag; a passive range smal
   const exit = await bad.waitExit(10_000);
   t.is(exit.code, 2);
   t.regex(bad.stderr(), /passive range is smaller than the number of workers/);
+});
+
+test('--workers 2: --max-sessions-per-ip counts the sessions of both workers; the primary\'s /readyz and summed /metrics; a crashed worker is restarted', async (t) => {
+  const { proc, slices } = await twoWorkers(t, ['--max-sessions-per-ip', '2']);
+  t.truthy(proc.adminUrl);
+  const ready = await adminRequest(proc.adminUrl!, '/readyz');
+  t.is(ready.status, 200, ready.body);
+  const sessions = await sessionPerWorker(t, proc, slices);
+  t.is(sessions.size, 2, 'one session on each worker');
+  // The workers tell each other their counts through the primary (about every half second).
+  const refused = await pollUntil(async () => {
+    const first = await greeting(proc.port, '127.0.0.1');
+    const second = await greeting(proc.port, '127.0.0.1');
+    return /^421 /.test(first) && /^421 /.test(second) ? first : undefined;
+  }, 5000, 100);
+  t.truthy(refused, 'a third session from the address is refused by both workers');
+  const metrics = await pollUntil(async () => {
+    const text = await scrape(proc.adminUrl!);
+    return sampleValue(text, 'dfos_sessions') === 2 ? text : undefined;
+  }, 5000, 100);
+  t.truthy(metrics, "/metrics sums the workers' sessions");
+  t.is(sampleValue(metrics!, 'dfos_passive_ports_range_size'), 20, 'the slices add up to the whole range');
+
+  // A worker dies: the primary starts it again on the same slice.
+  for (const raw of sessions.values()) raw.close();
+  const pid = Number(/Worker listening\b.*\bpid=(\d+)/.exec(stripAnsi(proc.stdout()))![1]);
+  process.kill(pid, 'SIGKILL');
+  const restarted = await pollUntil(() => (/Worker exited unexpectedly; restarting it/.test(stripAnsi(proc.stdout() + proc.stderr())) && stripAnsi(proc.stdout()).match(/Worker listening\b/g)!.length >= 3 ? true : undefined), 10_000, 100);
+  t.truthy(restarted, 'the crashed worker is restarted');
+  const back = await sessionPerWorker(t, proc, slices);
+  t.is(back.size, 2, 'both slices serve again');
 });
