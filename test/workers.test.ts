@@ -7,6 +7,7 @@ import { rawUpload, startRawTransfer, writeData } from './helpers/dataTransfer.j
 import { adminRequest, scrape } from './helpers/adminHttp.js';
 import { auditLog, dfosLog } from './helpers/logFiles.js';
 import { sampleValue } from './helpers/promText.js';
+import { startRedis } from './helpers/redis.js';
 import { RawFtp } from './helpers/rawFtp.js';
 import { pollUntil, spawnServer, stripAnsi, type ServerProcess } from './helpers/serverProcess.js';
 import type { TestUser } from './helpers/testServer.js';
@@ -194,4 +195,26 @@ test('--workers 2: --max-sessions-per-ip counts the sessions of both workers; th
   t.truthy(restarted, 'the crashed worker is restarted');
   const back = await sessionPerWorker(t, proc, slices);
   t.is(back.size, 2, 'both slices serve again');
+});
+
+test('--workers 2: SIGHUP reloads every worker; with --redis the workers share the bans through Redis', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const { proc } = await twoWorkers(t, ['--redis', redis.url, '--redis-prefix', 'w-ban:', '--ban-threshold', '2', '--ban-time', '600']);
+  t.regex(stripAnsi(proc.stdout()), /DFOS listening\b.*\bstate=redis\b/);
+  const ip = '127.0.0.91';
+  for (let i = 0; i < 2; i++) await failLogin(proc.port, ip);
+  const refusedByAll = await pollUntil(async () => {
+    for (let i = 0; i < 4; i++) if (!BANNED.test(await greeting(proc.port, ip))) return false;
+    return true;
+  }, 5000, 100);
+  t.true(refusedByAll, 'both workers refuse the address banned through Redis');
+
+  proc.child.kill('SIGHUP');
+  const reloaded = await pollUntil(async () => {
+    const lines = (await dfosLog(proc.logDir)).filter((l) => l.message === 'Users reloaded' && l.why === 'SIGHUP');
+    return new Set(lines.map((l) => l.worker)).size === 2 ? true : undefined;
+  }, 5000, 100);
+  t.truthy(reloaded, 'each worker reloads its users on the SIGHUP the primary forwards');
+  t.true(proc.running());
 });
