@@ -1,7 +1,12 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { connect } from 'node:net';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { failLogin, greeting } from './helpers/controlProbe.js';
 import { rawUpload, startRawTransfer, writeData } from './helpers/dataTransfer.js';
 import { adminRequest, scrape } from './helpers/adminHttp.js';
@@ -9,7 +14,7 @@ import { auditLog, dfosLog } from './helpers/logFiles.js';
 import { sampleValue } from './helpers/promText.js';
 import { startRedis } from './helpers/redis.js';
 import { RawFtp } from './helpers/rawFtp.js';
-import { pollUntil, spawnServer, stripAnsi, type ServerProcess } from './helpers/serverProcess.js';
+import { CLI, cleanEnv, pollUntil, spawnServer, stripAnsi, type ServerProcess } from './helpers/serverProcess.js';
 import type { TestUser } from './helpers/testServer.js';
 
 /**
@@ -26,6 +31,7 @@ const SLICES = [
   { worker: 2, min: PASV_BASE + 10, max: PASV_BASE + 19 },
 ];
 let nextBase = 0;
+const run = promisify(execFile);
 
 /** `--workers 2` over a passive range of 20 ports of its own. */
 async function twoWorkers(t: { teardown(fn: () => unknown): void }, args: string[] = [], users?: TestUser[]): Promise<{ proc: ServerProcess; slices: typeof SLICES }> {
@@ -99,7 +105,9 @@ test('--workers 2: two workers share the control port, sessions spread over both
 });
 
 test('--workers 2: a ban earned through one worker is refused by the other; the failures on both add up', async (t) => {
-  const { proc } = await twoWorkers(t, ['--ban-threshold', '3', '--ban-time', '600']);
+  const stateDir = await mkdtemp(join(tmpdir(), 'dfos-workers-state-'));
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+  const { proc } = await twoWorkers(t, ['--ban-threshold', '3', '--ban-time', '600', '--state-dir', stateDir]);
   const ip = '127.0.0.81';
   // Round-robin: the three failures are made on both workers.
   for (let i = 0; i < 3; i++) await failLogin(proc.port, ip);
@@ -109,6 +117,16 @@ test('--workers 2: a ban earned through one worker is refused by the other; the 
   }, 5000, 100);
   t.true(refusedByAll, 'four connections in a row (both workers) refuse the banned address');
   t.regex(await greeting(proc.port, '127.0.0.82'), /^220 /, 'another address is let in');
+  const onFile = await pollUntil(async () => (await readFile(join(stateDir, 'bans.json'), 'utf8').catch(() => '')).includes(ip), 5000, 100);
+  t.truthy(onFile, 'bans.json holds the ban (written by the first worker)');
+
+  // dfos bans lift edits bans.json; the first worker passes the lift on to the others.
+  await run(process.execPath, [CLI, 'bans', 'lift', ip, '--state-dir', stateDir], { env: cleanEnv(), timeout: 20_000 });
+  const letInByAll = await pollUntil(async () => {
+    for (let i = 0; i < 4; i++) if (!/^220 /.test(await greeting(proc.port, ip))) return false;
+    return true;
+  }, 5000, 100);
+  t.true(letInByAll, 'after dfos bans lift, both workers let the address in');
 });
 
 test('--workers 2: quota usage changed through one worker is seen and enforced by the other', async (t) => {
@@ -125,6 +143,11 @@ test('--workers 2: quota usage changed through one worker is seen and enforced b
   t.truthy(seen, 'the other worker reports the 600 bytes stored through the first');
   const over = await rawUpload(second, 'STOR b.bin', Buffer.alloc(600, 'b'));
   t.is(over.code, 552, `the other worker refuses going over the quota: ${over.final.raw}`);
+  const persisted = await pollUntil(async () => {
+    const text = await readFile(join(proc.dir, 'state', 'usage.json'), 'utf8').catch(() => '');
+    return /"q"/.test(text) && /\b600\b/.test(text) ? text : undefined;
+  }, 5000, 100);
+  t.truthy(persisted, 'the primary writes usage.json');
 });
 
 test('--workers 2: SIGTERM drains every worker (an upload running on each finishes with 226), then the primary exits 0', async (t) => {
@@ -217,4 +240,16 @@ test('--workers 2: SIGHUP reloads every worker; with --redis the workers share t
   }, 5000, 100);
   t.truthy(reloaded, 'each worker reloads its users on the SIGHUP the primary forwards');
   t.true(proc.running());
+});
+
+test('--workers 2: a worker that cannot start (control port in use) stops the whole server with exit 1 and one clear line', async (t) => {
+  const blocker = createServer();
+  await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));
+  t.teardown(() => new Promise<void>((done) => blocker.close(() => done())));
+  const busy = (blocker.address() as AddressInfo).port;
+  const proc = await spawnServer({ args: ['--workers', '2', '--port', String(busy)], noWait: true });
+  t.teardown(() => proc.cleanup());
+  const exit = await proc.waitExit(15_000);
+  t.is(exit.code, 1);
+  t.regex(stripAnsi(proc.stderr()), new RegExp(`Cannot listen on 127\\.0\\.0\\.1 port ${busy}`));
 });
