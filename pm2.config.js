@@ -11,6 +11,11 @@
 // DFOS_LOG_DIR, DFOS_SHUTDOWN_GRACE, ... (see `node dist/dfos.cjs serve --help`), or in a
 // dfos.yaml in this folder (see dfos.example.yaml). `npx pm2 sendSignal SIGHUP dfos`
 // re-reads it. The kill_timeout below follows DFOS_SHUTDOWN_GRACE only.
+//
+// To use every core, set DFOS_WORKERS=0 (one worker per CPU) or DFOS_WORKERS=N and keep
+// this one fork-mode process: DFOS's primary forks the workers, slices the passive range
+// and keeps the state they share. Do not switch to exec_mode 'cluster' (see README,
+// "Running under pm2").
 
 /** The server's shutdown grace in seconds (DFOS_SHUTDOWN_GRACE, default 30). */
 const grace = Number(process.env.DFOS_SHUTDOWN_GRACE ?? 30);

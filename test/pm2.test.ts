@@ -51,7 +51,7 @@ function homePm2State(): string {
 }
 
 /** An isolated pm2 (own PM2_HOME) with DFOS_* pointing at temporary storage, users and logs. */
-async function isolatedPm2(t: ExecutionContext): Promise<Pm2Env> {
+async function isolatedPm2(t: ExecutionContext, extraEnv: Record<string, string> = {}): Promise<Pm2Env> {
   // Short path: pm2's unix sockets live in PM2_HOME.
   const home = await mkdtemp(join(tmpdir(), 'pm2-'));
   const dirs = await makeServerDirs();
@@ -68,6 +68,7 @@ async function isolatedPm2(t: ExecutionContext): Promise<Pm2Env> {
     DFOS_AUTH_FAIL_DELAY: '0.05',
     DFOS_SHUTDOWN_GRACE: String(GRACE),
     DFOS_ADMIN_LISTEN: '127.0.0.1:0',
+    ...extraEnv,
   });
   const run = (args: string[], timeoutMs = 40_000) =>
     new Promise<Pm2Run>((resolve) => {
@@ -177,4 +178,32 @@ test('pm2.config.js: pm2 restarts the server after a crash', async (t) => {
   const raw = await RawFtp.login(port, 'bob', 'bob-pw');
   t.is((await raw.command('NOOP')).code, 200);
   raw.close();
+});
+
+test('pm2.config.js with DFOS_WORKERS=2 (the recommended setup: --workers inside one fork-mode pm2 process): online once every worker listens, `pm2 stop` drains both and the primary exits last', async (t) => {
+  const pm2 = await isolatedPm2(t, { DFOS_WORKERS: '2' });
+  const started = await pm2.run(['start', 'pm2.config.js']);
+  t.is(started.code, 0, started.stdout + started.stderr);
+  const app = await pm2.app();
+  t.is(app?.pm2_env.status, 'online');
+  const log = await dfosLog(pm2.dirs.logDir);
+  t.is(log.filter((r) => r.message === 'Worker listening').length, 2, 'both workers listen before pm2 says online');
+  const port = await pm2.port();
+  const raw = await RawFtp.login(port, 'alice', 'alice-pw');
+  t.teardown(() => raw.close());
+  const upload = await startRawTransfer(raw, 'STOR', 'w.bin');
+  await writeData(upload.data, randomBytes(64 * 1024));
+  const stopping = pm2.run(['stop', 'dfos'], 60_000);
+  const draining = await pollUntil(async () => (await dfosLog(pm2.dirs.logDir)).some((r) => r.message === 'SIGINT received: draining every worker'), 20_000);
+  t.truthy(draining, 'pm2 stop reaches the primary, which drains the workers');
+  await writeData(upload.data, randomBytes(64 * 1024));
+  upload.data.end();
+  t.is((await raw.read(5000)).code, 226);
+  const stopped = await stopping;
+  t.is(stopped.code, 0, stopped.stdout + stopped.stderr);
+  t.is((await pm2.app())?.pm2_env.status, 'stopped');
+  const end = await dfosLog(pm2.dirs.logDir);
+  t.is(end.at(-1)?.message, 'Shutdown complete');
+  t.is(end.at(-1)?.worker, 0, 'the primary writes the last line');
+  t.is(end.filter((r) => r.message === 'Shutdown complete').length, 3);
 });

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { LOG_LEVELS, LOG_ROTATIONS } from '../config/serverConfig.js';
+import { LOG_LEVELS, LOG_ROTATIONS, workerCount } from '../config/serverConfig.js';
 import { operationError } from './errors.js';
 import { envVarFor } from './options.js';
 import { configFileOption, schemaDefaults, serveConfigFile, resolveServeConfig, type ServeFlag } from './serveConfig.js';
@@ -125,6 +125,13 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   },
   { key: 'redisPrefix', flag: 'redis-prefix', arg: '<prefix>', help: 'prefix of every Redis key (one per cluster sharing a Redis)', kind: 'string' },
   {
+    key: 'workers',
+    flag: 'workers',
+    arg: '<number>',
+    help: 'processes serving FTP on every core (node:cluster): each takes connections on the shared control port and owns a slice of the passive range; 0: one per CPU; 1: a single process',
+    kind: 'integer',
+  },
+  {
     key: 'authFailDelay',
     flag: 'auth-fail-delay',
     arg: '<seconds>',
@@ -161,9 +168,16 @@ export function registerServe(program: Command): void {
     const { config } = await resolveServeConfig(self, SERVE_FLAGS, file);
     // Loaded only here, so `dfos users …` and future client commands do not load the server.
     const { runServer } = await import('../server/runServer.js');
+    const cluster = (await import('node:cluster')).default;
     try {
       // SIGHUP re-reads the file; flags and the environment are fixed for the process.
-      await runServer(config, { reloadConfig: async () => (await resolveServeConfig(self, SERVE_FLAGS, file)).config });
+      const options = { reloadConfig: async () => (await resolveServeConfig(self, SERVE_FLAGS, file)).config };
+      if (cluster.isPrimary && workerCount(config.workers) > 1) {
+        const { runWorkers } = await import('../server/workers.js');
+        await runWorkers(config, options);
+      } else {
+        await runServer(config, options);
+      }
     } catch (err) {
       throw operationError(`serve failed: ${err instanceof Error ? err.message : String(err)}`);
     }

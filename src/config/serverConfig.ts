@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { isDnsName } from '../tls/certificateNames.js';
 import { cidrProblem } from '../core/AllowList.js';
@@ -47,6 +48,8 @@ const port = (what: string) =>
     .int(`${what} must be a whole number from 0 to 65535`)
     .min(0, `${what} must be a whole number from 0 to 65535`)
     .max(65535, `${what} must be a whole number from 0 to 65535`);
+
+const WORKERS_RULE = 'workers must be a whole number from 0 to 256 (0: one per CPU, 1: a single process)';
 
 const count = (what: string) =>
   z.coerce
@@ -116,6 +119,16 @@ export const serverConfigSchema = z
     /** A data connection with no bytes either way for this long gets 426 (0 = never). */
     dataTimeout: seconds('data-timeout').default(300),
     authFailDelay: seconds('auth-fail-delay').default(1),
+    /**
+     * Processes serving FTP (node:cluster): 1 is a single process; N forks N workers that
+     * share the control port, each with its own slice of the passive range; 0: one per CPU.
+     */
+    workers: z.coerce
+      .number({ error: WORKERS_RULE })
+      .int(WORKERS_RULE)
+      .min(0, WORKERS_RULE)
+      .max(256, WORKERS_RULE)
+      .default(1),
     /** Open control connections at most (0 = no limit); the next gets 421 before the greeting. */
     maxSessions: count('max-sessions').default(1000),
     /** Failed logins on one connection before it is closed with 421 (0 = no limit). */
@@ -216,10 +229,19 @@ export const serverConfigSchema = z
     message: 'admin-listen on an address other than loopback needs admin-token-file (a file holding the bearer token), or use 127.0.0.1:PORT',
     path: ['adminListen'],
   })
+  .refine((c) => c.workers <= 1 || c.pasvMax === 0 || c.pasvMax - c.pasvMin + 1 >= workerCount(c.workers), {
+    message: 'the passive range is smaller than the number of workers: widen pasv-min..pasv-max or lower workers',
+    path: ['workers'],
+  })
   .refine((c) => !c.implicitTlsPort || c.implicitTlsPort !== c.port, {
     message: 'implicit-tls-port must differ from port',
     path: ['implicitTlsPort'],
   });
+
+/** How many worker processes `workers` asks for: 0 is one per CPU (os.availableParallelism()). */
+export function workerCount(workers: number): number {
+  return workers === 0 ? availableParallelism() : workers;
+}
 
 /** Validated server configuration. */
 export type ServerConfig = z.output<typeof serverConfigSchema>;

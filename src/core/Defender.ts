@@ -17,8 +17,11 @@ export interface DefenderOptions {
   banTimeMaxS: number;
   /** Addresses and CIDR ranges never banned. */
   allow: readonly string[];
-  /** Where bans are kept (read at start, written on each ban and lift, polled for `dfos bans lift`). */
-  file: string;
+  /**
+   * Where bans are kept (read at start, written on each ban and lift, polled for `dfos bans
+   * lift`); undefined: no file (a worker other than the first: the primary holds the bans).
+   */
+  file: string | undefined;
   audit: AuditLog;
   log: { info(message: string, fields?: object): unknown; warn(message: string, fields?: object): unknown };
   /** How often the file is checked for outside edits and bans for expiry (ms). */
@@ -211,9 +214,9 @@ export class Defender {
    * taken) and drops expired bans; writes the file back when this changed it.
    */
   private async sync(audit: boolean): Promise<void> {
-    let text: string;
+    let text = this.known;
     try {
-      text = await readFile(this.options.file, 'utf8');
+      if (this.options.file !== undefined) text = await readFile(this.options.file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       text = '';
@@ -265,7 +268,7 @@ export class Defender {
 
   private async write(): Promise<void> {
     const saving = [...this.unsaved];
-    this.known = await writeBansFile(this.options.file, [...this.bans.values()]);
+    if (this.options.file !== undefined) this.known = await writeBansFile(this.options.file, [...this.bans.values()]);
     for (const ip of saving) this.unsaved.delete(ip);
   }
 }

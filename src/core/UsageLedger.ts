@@ -49,7 +49,7 @@ export async function readUsageFile(file: string): Promise<Map<string, UsageReco
   return records;
 }
 
-function formatUsage(records: ReadonlyMap<string, UsageRecord>): string {
+export function formatUsage(records: ReadonlyMap<string, UsageRecord>): string {
   const users: Record<string, unknown> = {};
   for (const name of [...records.keys()].sort()) {
     const r = records.get(name)!;
@@ -131,7 +131,8 @@ export class UserUsage {
 
 /** What a ledger needs. */
 export interface UsageLedgerOptions {
-  file: string;
+  /** usage.json; undefined: no file (a worker: the primary holds and persists the usage). */
+  file: string | undefined;
   log: { warn(message: string, fields?: object): unknown; info(message: string, fields?: object): unknown };
   /** How long after a change the file is written (ms, default 1000). */
   writeDelayMs?: number;
@@ -186,7 +187,7 @@ export class UsageLedger {
 
   /** Loads the persisted usage. */
   static async open(options: UsageLedgerOptions): Promise<UsageLedger> {
-    return new UsageLedger(options, await readUsageFile(options.file));
+    return new UsageLedger(options, options.file === undefined ? new Map() : await readUsageFile(options.file));
   }
 
   /**
@@ -291,9 +292,11 @@ export class UsageLedger {
   /** One write at a time, each of the whole current state. */
   private write(): void {
     this.dirty = false;
+    const file = this.options.file;
+    if (file === undefined) return;
     this.writing = this.writing.then(async () => {
       try {
-        await writeTextAtomic(this.options.file, formatUsage(this.records));
+        await writeTextAtomic(file, formatUsage(this.records));
       } catch (err) {
         this.options.log.warn('Cannot write the quota usage file; usage will be measured again after a restart', {
           file: this.options.file,

@@ -1,5 +1,6 @@
 import type { AuditEvent } from './AuditLog.js';
-import { RotatingFile, type LogRotation } from './RotatingFile.js';
+import type { LogRotation } from './RotatingFile.js';
+import { openLogSink, type LogSink } from './logSink.js';
 import { xferlogLine } from './xferlogLine.js';
 
 /**
@@ -9,13 +10,13 @@ import { xferlogLine } from './xferlogLine.js';
  * Rotates and reopens on SIGHUP like the other logs.
  */
 export class XferLog {
-  private readonly file: RotatingFile;
+  private readonly file: LogSink;
 
   constructor(
     readonly path: string,
     rotation: LogRotation,
   ) {
-    this.file = new RotatingFile(path, rotation);
+    this.file = openLogSink(path, rotation);
   }
 
   /** Writes the line of an audit record that is a transfer; ignores every other record. */

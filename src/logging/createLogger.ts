@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import winston from 'winston';
 import { redact } from './redact.js';
 import type { LogRotation } from './RotatingFile.js';
+import type { LogSink } from './logSink.js';
 import { RotatingFileTransport } from './rotatingFileTransport.js';
 
 /** Log levels accepted by `--log-level`; `trace` also shows ftp-srv's per-command tracing. */
@@ -36,6 +37,8 @@ export interface LoggerOptions {
   console: boolean;
   /** How dfos.log and audit.log rotate (default: at 100 MiB, 10 kept). */
   rotation?: LogRotation;
+  /** Fields added to every line of both logs (a worker's `worker: N`). */
+  fields?: Record<string, unknown>;
 }
 
 /** The rotation DFOS has always had: at 100 MiB, 10 rotated files kept. */
@@ -54,6 +57,8 @@ export interface Loggers {
   reopen(rotation?: LogRotation): void;
   /** Flushes and closes every file; resolves when the data is written. */
   close(): Promise<void>;
+  /** Where dfos.log and audit.log lines go (the primary of `--workers N` writes the workers' lines there too). */
+  readonly files: { dfos: LogSink; audit: LogSink };
 }
 
 /** Creates the loggers; creates the log directory if needed. */
@@ -75,8 +80,10 @@ export function createLoggers(options: LoggerOptions): Loggers {
       }),
     );
   }
-  const log = winston.createLogger({ levels: LEVELS, level: options.level, transports, exitOnError: false });
+  const meta = options.fields ? { defaultMeta: options.fields } : {};
+  const log = winston.createLogger({ levels: LEVELS, level: options.level, transports, exitOnError: false, ...meta });
   const auditLog = winston.createLogger({
+    ...meta,
     levels: LEVELS,
     level: 'info',
     transports: [auditFile],
@@ -91,6 +98,7 @@ export function createLoggers(options: LoggerOptions): Loggers {
     reopen: (next) => {
       for (const t of [dfosFile, auditFile]) t.file.reopen(next);
     },
+    files: { dfos: dfosFile.file, audit: auditFile.file },
     close: () => (closing ??= Promise.all([endLogger(log, dfosFile), endLogger(auditLog, auditFile)]).then(() => undefined)),
   };
 }

@@ -1,6 +1,7 @@
 import TransportStream from 'winston-transport';
 import type winston from 'winston';
-import { RotatingFile, type LogRotation } from './RotatingFile.js';
+import type { LogRotation } from './RotatingFile.js';
+import { openLogSink, type LogSink } from './logSink.js';
 
 /** Where winston keeps a record's formatted line (triple-beam's MESSAGE). */
 const MESSAGE = Symbol.for('message');
@@ -11,11 +12,11 @@ const MESSAGE = Symbol.for('message');
  * (winston's own File transport rotates by size only and cannot reopen its file.)
  */
 export class RotatingFileTransport extends TransportStream {
-  readonly file: RotatingFile;
+  readonly file: LogSink;
 
   constructor(path: string, rotation: LogRotation, format: winston.Logform.Format) {
     super({ format });
-    this.file = new RotatingFile(path, rotation);
+    this.file = openLogSink(path, rotation);
   }
 
   override log(info: Record<string | symbol, unknown>, next: () => void): void {

@@ -102,12 +102,15 @@ export class ServerMetrics {
       c.inc(sources.engine().passivePortsExhausted),
     );
 
-    const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[], read: (gauge: Gauge<L>) => void) =>
+    // With --workers N the primary sums the workers' metrics; a gauge every worker reports
+    // alike (bans, quotas: shared state) takes the highest instead ('max').
+    const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[], read: (gauge: Gauge<L>) => void, aggregator: 'sum' | 'max' = 'sum') =>
       new Gauge<L>({
         name,
         help,
         labelNames,
         registers,
+        aggregator,
         collect() {
           read(this);
         },
@@ -117,7 +120,7 @@ export class ServerMetrics {
     gauge('dfos_passive_ports_in_use', 'Passive data ports with a listener open now.', [], (g) => g.set(sources.engine().passivePortsInUse));
     // Not "_total": Prometheus reserves that suffix for counters (promtool check metrics).
     gauge('dfos_passive_ports_range_size', 'Size of the passive port range (0: the system picks any free port).', [], (g) => g.set(sources.engine().passivePortRangeSize));
-    gauge('dfos_bans_active', 'Client addresses banned now.', [], (g) => g.set(sources.bansActive()));
+    gauge('dfos_bans_active', 'Client addresses banned now.', [], (g) => g.set(sources.bansActive()), 'max');
     const quotaGauge = (name: string, help: string, value: (q: QuotaUsage) => number | undefined) =>
       gauge(name, help, ['user'], (g) => {
         g.reset(); // users removed from users.json, or whose quota was removed, disappear
@@ -125,7 +128,7 @@ export class ServerMetrics {
           const v = value(q);
           if (v !== undefined) g.set({ user: q.user }, v);
         }
-      });
+      }, 'max');
     quotaGauge('dfos_quota_limit_bytes', "The byte quota of each user who has one.", (q) => q.limitBytes);
     quotaGauge('dfos_quota_used_bytes', 'Bytes stored by each user with a quota (once their home has been measured).', (q) => q.used?.bytes);
     quotaGauge('dfos_quota_limit_files', 'The file-count quota of each user who has one.', (q) => q.limitFiles);

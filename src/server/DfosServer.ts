@@ -113,8 +113,22 @@ function nodeIdentity(): string {
   return `${hostname()}-${randomBytes(3).toString('hex')}`;
 }
 
-/** The shared state `--redis` asks for (the Redis client is loaded only then), or none. */
-async function openSharedState(config: ServerConfig, log: Loggers['log'], nodeId: string): Promise<SharedState | undefined> {
+/** This process's place among `--workers N` (absent: a single process). */
+export interface WorkerInfo {
+  /** 1..count; the same index is given to a worker restarted after a crash. */
+  index: number;
+  count: number;
+}
+
+/**
+ * The shared state `--redis` asks for (the Redis client is loaded only then); without it,
+ * a worker's is the primary's (over IPC) and a single process has none.
+ */
+async function openSharedState(config: ServerConfig, log: Loggers['log'], nodeId: string, worker: WorkerInfo | undefined): Promise<SharedState | undefined> {
+  if (config.redis === undefined && worker) {
+    const { openIpcState } = await import('../core/shared/ipc/IpcState.js');
+    return openIpcState(nodeId);
+  }
   if (config.redis === undefined) return undefined;
   const { openRedisState } = await import('../core/shared/redis/RedisState.js');
   return openRedisState({ url: config.redis, prefix: config.redisPrefix, label: String(maskSecret('redis', config.redis)), nodeId, log });
@@ -164,6 +178,8 @@ export class DfosServer {
   private shared: SharedState | undefined;
   /** What the other nodes have open (`--redis`). */
   private peers: PeerLoad | undefined;
+  /** The Prometheus metrics; undefined with `--admin-listen off`. */
+  metrics: ServerMetrics | undefined;
 
   private constructor(
     /** The running configuration (SIGHUP changes its reloadable keys). */
@@ -189,10 +205,14 @@ export class DfosServer {
    * Loads users, prepares storage (removing stale upload temporaries), and starts
    * listening. Throws with an operator-facing message when something is wrong.
    */
-  static async start(
-    config: ServerConfig,
-    loggers: Loggers = createLoggers({ logDir: config.logDir, level: config.logLevel, console: config.console, rotation: rotationOf(config) }),
-  ): Promise<DfosServer> {
+  static async start(config: ServerConfig, loggers?: Loggers, worker?: WorkerInfo): Promise<DfosServer> {
+    loggers ??= createLoggers({
+      logDir: config.logDir,
+      level: config.logLevel,
+      console: config.console,
+      rotation: rotationOf(config),
+      ...(worker ? { fields: { worker: worker.index } } : {}),
+    });
     const { log, auditLog } = loggers;
     const adminToken = config.adminTokenFile === undefined ? undefined : await readAdminToken(resolve(config.adminTokenFile));
     const users = await UserStore.load(resolve(config.users));
@@ -200,8 +220,11 @@ export class DfosServer {
     const storage = createStorageBackend(config);
     await storage.start((message, fields, level = 'info') => log[level](message, fields));
     const audit = new AuditLog(auditLog);
-    const nodeId = nodeIdentity();
-    const shared = await openSharedState(config, log, nodeId);
+    const nodeId = worker ? `${nodeIdentity()}-w${worker.index}` : nodeIdentity();
+    const shared = await openSharedState(config, log, nodeId, worker);
+    // Among workers, only the first keeps bans.json (and polls it for `dfos bans lift`); the
+    // quota usage is persisted by the primary (or, with Redis, the first worker's copy).
+    const keepsFiles = !worker || worker.index === 1;
     const peers = shared ? new PeerLoad(shared.load, () => nodeLoad(engine.sessions(), usage)) : undefined;
     const defender = await Defender.start({
       threshold: config.banThreshold,
@@ -209,13 +232,13 @@ export class DfosServer {
       banTimeS: config.banTime,
       banTimeMaxS: config.banTimeMax,
       allow: config.banAllow,
-      file: bansFilePath(resolve(config.stateDir)),
+      file: keepsFiles ? bansFilePath(resolve(config.stateDir)) : undefined,
       audit,
       log,
       ...(shared ? { shared } : {}),
     });
     const usage = await UsageLedger.open({
-      file: usageFilePath(resolve(config.stateDir)),
+      file: keepsFiles && (!worker || config.redis !== undefined) ? usageFilePath(resolve(config.stateDir)) : undefined,
       log,
       ...(shared && peers ? { shared, peerReserved: (user: string) => peers.reservedBy(user) } : {}),
     });
@@ -269,8 +292,10 @@ export class DfosServer {
     server.xferLog = openXferLog(config);
     server.shared = shared;
     server.peers = peers;
+    server.metrics = metrics;
     audit.listen((event) => server!.xferLog?.record(event));
-    const listen = config.adminListen === 'off' ? undefined : parseListenAddress(config.adminListen);
+    // Workers: the primary serves the admin listener (and asks the workers for their metrics).
+    const listen = config.adminListen === 'off' || worker ? undefined : parseListenAddress(config.adminListen);
     if (listen && metrics) {
       const board = new StatusBoard({ sessions: () => engine.sessions() });
       audit.listen((event) => board.observe(event));
@@ -294,9 +319,10 @@ export class DfosServer {
       }
     }
     server.stopWatching = users.watch((result) => server!.usersReloaded(result, 'users.json changed'));
-    log.info('DFOS listening', {
+    log.info(worker ? 'Worker listening' : 'DFOS listening', {
       host: bound.address,
       port: bound.port,
+      ...(worker ? { pid: process.pid } : {}),
       pasv: config.pasvMax > 0 ? `${config.pasvMin}-${config.pasvMax}` : 'any free port',
       storage: storage.description,
       users: users.size,

@@ -1,5 +1,8 @@
 import type { ServerConfig } from '../config/serverConfig.js';
-import { DfosServer } from './DfosServer.js';
+import { isDfosMessage, type MetricsReply, type WorkerReady } from '../core/shared/ipc/protocol.js';
+import { forwardLogsToPrimary } from '../logging/logSink.js';
+import { DfosServer, type WorkerInfo } from './DfosServer.js';
+import { passiveSlice, workerInfoFromEnv } from './workers.js';
 
 /** What runServer needs besides the configuration. */
 export interface RunOptions {
@@ -18,9 +21,14 @@ export interface RunOptions {
  * exits 1 with one clear log line.
  */
 export async function runServer(config: ServerConfig, options: RunOptions = {}): Promise<void> {
+  // A worker of `--workers N` (forked by runWorkers): its slice of the passive range, its
+  // log lines written by the primary, signals and the shared state through the primary.
+  const worker = workerInfoFromEnv();
+  const ownSlice = (c: ServerConfig): ServerConfig => (worker ? { ...c, ...passiveSlice(c.pasvMin, c.pasvMax, worker.index, worker.count) } : c);
+  if (worker) forwardLogsToPrimary();
   let server: DfosServer;
   try {
-    server = await DfosServer.start(config);
+    server = await DfosServer.start(ownSlice(config), undefined, worker);
   } catch (err) {
     console.error(`dfos: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);
@@ -51,14 +59,22 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
     );
   };
   process.on('SIGTERM', onStop);
-  process.on('SIGINT', onStop);
+  if (worker) {
+    // The primary decides (Ctrl-C reaches the whole process group): it sends SIGTERM.
+    process.on('SIGINT', () => undefined);
+    // The primary is gone: drain and exit rather than serve on alone.
+    process.on('disconnect', () => onStop('SIGTERM'));
+    serveWorker(server, worker);
+  } else {
+    process.on('SIGINT', onStop);
+  }
   // One SIGHUP at a time, in order: a second one waits for the first reload to finish.
   let reloading: Promise<unknown> = Promise.resolve();
   const onHangUp = async () => {
     let next: ServerConfig | undefined;
     if (options.reloadConfig) {
       try {
-        next = await options.reloadConfig();
+        next = ownSlice(await options.reloadConfig());
       } catch (err) {
         log.error('Config invalid; keeping the running configuration', { why: 'SIGHUP', error: err instanceof Error ? err.message : String(err) });
       }
@@ -69,4 +85,23 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
     reloading = reloading.then(onHangUp).catch((err: unknown) => log.error('Reload failed', { why: 'SIGHUP', error: err instanceof Error ? err.message : String(err) }));
   });
   process.send?.('ready');
+}
+
+/** A worker's side of the IPC channel: its listening address, and its metrics on request. */
+function serveWorker(server: DfosServer, worker: WorkerInfo): void {
+  const ready: WorkerReady = { dfos: 'ready', host: server.address.host, port: server.address.port };
+  process.send?.(ready);
+  process.on('message', (msg: unknown) => {
+    if (!isDfosMessage(msg) || msg.dfos !== 'metrics') return;
+    const id = (msg as unknown as { id: number }).id;
+    const metrics = server.metrics;
+    void (metrics ? metrics.registry.getMetricsAsJSON() : Promise.resolve([])).then(
+      (list) => {
+        const reply: MetricsReply = { dfos: 'metrics-reply', id, metrics: list };
+        if (process.connected) process.send?.(reply);
+      },
+      () => undefined,
+    );
+  });
+  void worker;
 }
