@@ -178,7 +178,14 @@ test.serial('kill -9 of a node during 10 uploads: each upload is complete or abs
     if (results[i] === 'ok') t.deepEqual(object, body('kill', i, size), `k${i}.bin complete`);
     else t.true(object === undefined || object.equals(body('kill', i, size)), `k${i}.bin absent or complete`);
   }
-  // New sessions go to the surviving node.
+  // New sessions go to the surviving node (once the balancer's one-second check has seen
+  // node1 gone, a connection it still sends there is retried on node2).
+  const served = await pollUntil(async () => {
+    const client = await session(c).catch(() => undefined);
+    client?.close();
+    return client !== undefined || undefined;
+  }, 15_000);
+  t.true(served, 'a new session is served by the surviving node');
   for (let i = 0; i < 3; i++) {
     const client = await session(c);
     await client.uploadFrom(Readable.from([Buffer.from(`after ${i}`)]), `after${i}.txt`);

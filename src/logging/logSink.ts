@@ -1,6 +1,12 @@
 import { resolve } from 'node:path';
-import type { LogLine } from '../core/shared/ipc/protocol.js';
 import { RotatingFile, type LogRotation } from './RotatingFile.js';
+
+/** Worker → primary: one line for a log file the primary writes (dfos.log, audit.log, the xferlog). */
+export interface LogLine {
+  dfos: 'log';
+  path: string;
+  line: string;
+}
 
 /** Where a log file's lines go: the file itself, or (in a worker) the primary that writes it. */
 export interface LogSink {

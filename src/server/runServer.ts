@@ -3,15 +3,9 @@ import { isDfosMessage, type MetricsReply, type WorkerReady } from '../core/shar
 import { forwardLogsToPrimary } from '../logging/logSink.js';
 import { DfosServer, type WorkerInfo } from './DfosServer.js';
 import { passiveSlice, workerInfoFromEnv } from './workers.js';
+import type { RunOptions } from './runOptions.js';
 
-/** What runServer needs besides the configuration. */
-export interface RunOptions {
-  /**
-   * Reads the configuration again (SIGHUP: the config file anew, flags and environment as
-   * at startup); throws with a one-line message when it is invalid.
-   */
-  reloadConfig?: () => Promise<ServerConfig>;
-}
+export type { RunOptions } from './runOptions.js';
 
 /**
  * Runs the DFOS server in the foreground: SIGTERM/SIGINT drain gracefully and exit 0, a

@@ -13,7 +13,7 @@ import { AdminServer } from '../ops/AdminServer.js';
 import { readAdminToken } from '../ops/adminToken.js';
 import { formatListenAddress, parseListenAddress } from '../util/listenAddress.js';
 import type { WorkerInfo } from './DfosServer.js';
-import type { RunOptions } from './runServer.js';
+import type { RunOptions } from './runOptions.js';
 
 /** The environment the primary gives each worker: its index (1..N) and N. */
 const INDEX_ENV = 'DFOS_WORKER_INDEX';

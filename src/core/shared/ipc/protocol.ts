@@ -1,3 +1,4 @@
+import type { LogLine } from '../../../logging/logSink.js';
 /**
  * The messages between a worker and the primary (`--workers N`) over node:cluster's IPC
  * channel. Every message carries `dfos` so that other users of the channel (the cluster
@@ -37,12 +38,6 @@ export interface StateReply {
   error?: string;
 }
 
-/** Worker → primary: one line for a log file the primary writes (dfos.log, audit.log, the xferlog). */
-export interface LogLine {
-  dfos: 'log';
-  path: string;
-  line: string;
-}
 
 /** Worker → primary: the worker listens (its control port, for the primary's "DFOS listening" line). */
 export interface WorkerReady {
@@ -62,6 +57,7 @@ export interface MetricsReply {
   metrics: unknown;
 }
 
+export type { LogLine };
 export type WorkerMessage = StateRequest | LogLine | WorkerReady | MetricsReply;
 export type PrimaryMessage = StateReply | MetricsRequest;
 
