@@ -10,7 +10,7 @@ import type { StorageBackend } from './StorageBackend.js';
  * SDK's standard chain; its upload journal in `--state-dir`), anything else a local folder.
  */
 export function createStorageBackend(
-  config: Pick<ServerConfig, 'storage' | 's3Endpoint' | 's3Region' | 's3AbandonedUploadAge' | 'stateDir'>,
+  config: Pick<ServerConfig, 'storage' | 'fsync' | 's3Endpoint' | 's3Region' | 's3AbandonedUploadAge' | 'stateDir'>,
 ): StorageBackend {
   if (config.storage.startsWith('s3://')) {
     const { bucket, prefix } = parseS3Url(config.storage);
@@ -23,5 +23,5 @@ export function createStorageBackend(
       abandonedUploadAgeMs: config.s3AbandonedUploadAge * 1000,
     });
   }
-  return new LocalBackend({ root: config.storage });
+  return new LocalBackend({ root: config.storage, fsync: config.fsync !== 'never' });
 }
