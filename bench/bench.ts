@@ -1,8 +1,10 @@
 /**
  * Loopback benchmark of a DFOS server process on local disk storage: single-stream
  * upload/download throughput (basic-ftp and curl), logins per second with N concurrent
- * clients, server memory per idle logged-in session, N sessions at once each RETR/STOR of
- * 10 MB, and small-file latency.
+ * clients, server memory per idle logged-in session, one upload/download with those N sessions
+ * idle around it, N sessions at once each RETR/STOR of 10 MB, and small-file latency: the
+ * lines of pyftpdlib's ftpbench (`-b all`). The comparison with other servers is
+ * ../shared/bench/compare.sh, which runs ftpbench itself against each of them.
  * Run: `npm run build && npx tsx bench/bench.ts [sizeMiB=256] [sessions=200]` (`npm run bench`
  * runs it with the defaults, then bench/storage.ts).
  * Everything stays on 127.0.0.1; every loop is bounded.
@@ -73,6 +75,16 @@ try {
   const loginSeconds = (performance.now() - t) / 1000;
   await new Promise((r) => setTimeout(r, 500));
   const after = await rssKiB(server.pid);
+  // Like ftpbench's "STOR/RETR (1 file with N idle clients)": one transfer while the N sessions stay logged in.
+  const busy = new Client(60_000);
+  await busy.access({ host: '127.0.0.1', port, user: BENCH_USER, password: BENCH_PASSWORD });
+  t = performance.now();
+  await busy.uploadFrom(file, 'idle-around.bin');
+  const idleUp = (sizeMiB / ((performance.now() - t) / 1000)).toFixed(0);
+  t = performance.now();
+  await busy.downloadTo(new Writable({ write: (_c, _e, cb) => cb() }), 'idle-around.bin');
+  const idleDown = (sizeMiB / ((performance.now() - t) / 1000)).toFixed(0);
+  busy.close();
   closers.forEach((c) => c());
 
   // Latency: one login after another, and small files one after another on one session
@@ -118,6 +130,7 @@ try {
     payloadMiB: sizeMiB,
     basicFtp: { uploadMiBps: Number(up), downloadMiBps: Number(down), identical: same },
     curl: { uploadMiBps: Number(curlUp), downloadMiBps: Number(curlDown), complete: curlOk },
+    withIdleSessions: { idle: sessions, uploadMiBps: Number(idleUp), downloadMiBps: Number(idleDown) },
     parallel10MB: { sessions, retrSeconds: Number(parallelRetr.toFixed(2)), storSeconds: Number(parallelStor.toFixed(2)),
       serverCpuSeconds: { retr: retrCpu, stor: storCpu },
       peakRssMiB: { before: Math.round(peakBefore / 1024), afterRetr: Math.round(peakRetr / 1024), afterStor: Math.round(peakStor / 1024) } },

@@ -65,8 +65,8 @@ async function readIfExists(file: string): Promise<Buffer | undefined> {
   });
 }
 
-async function setup(t: ExecutionContext) {
-  const srv = await startTestServer();
+async function setup(t: ExecutionContext, fsync: 'always' | 'never' = 'always') {
+  const srv = await startTestServer({ config: { fsync } });
   t.teardown(() => srv.stop());
   // First login creates the home directory.
   const client = await srv.client();
@@ -74,8 +74,9 @@ async function setup(t: ExecutionContext) {
   return { srv, client, home };
 }
 
-test('defect 18: an upload goes to a hidden temporary and replaces the target only at the end; readers get the old version meanwhile', async (t) => {
-  const { srv, client, home } = await setup(t);
+for (const fsync of ['always', 'never'] as const)
+test(`defect 18: an upload goes to a hidden temporary and replaces the target only at the end; readers get the old version meanwhile (--fsync ${fsync})`, async (t) => {
+  const { srv, client, home } = await setup(t, fsync);
   const old = randomBytes(300_000);
   await client.uploadFrom(Readable.from([old]), 'a.bin');
   t.deepEqual(await readFile(join(home, 'a.bin')), old);
@@ -302,8 +303,9 @@ test('defect 18: a data connection reset right after its data was sent (reset qu
   }
 });
 
-test('defect 18: an interrupted APPE leaves the original content and no temporary or journal', async (t) => {
-  const { srv, client, home } = await setup(t);
+for (const fsync of ['always', 'never'] as const)
+test(`defect 18: an interrupted APPE leaves the original content and no temporary or journal (--fsync ${fsync})`, async (t) => {
+  const { srv, client, home } = await setup(t, fsync);
   const old = randomBytes(100_000);
   await client.uploadFrom(Readable.from([old]), 'log.bin');
   const raw = await login(srv);

@@ -335,6 +335,7 @@ test('serve validation: flags and DFOS_* environment', async (t) => {
     [[], { DFOS_PASV_ADDRESS: 'example.com' }, /^dfos: DFOS_PASV_ADDRESS must be an IPv4 address/],
     [['--host', 'nowhere'], {}, /^dfos: --host must be an IP address/],
     [['--log-level', 'loud'], {}, /^dfos: --log-level must be one of error, warn, info, debug, trace \(got "loud"\)$/],
+    [[], { DFOS_FSYNC: 'sometimes' }, 'dfos: DFOS_FSYNC must be one of always, never (got "sometimes")'],
     [[], { DFOS_SHUTDOWN_GRACE: '-1' }, /^dfos: DFOS_SHUTDOWN_GRACE must be a number of seconds, 0 or more/],
     [['--idle-timeout', '1e3'], {}, /^dfos: --idle-timeout must be a number of seconds/],
     [['--pasv-min', '60000'], {}, /^dfos: --pasv-min must not be greater than --pasv-max \(default 50999\)/],

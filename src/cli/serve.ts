@@ -37,6 +37,13 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     help: 'abort multipart uploads under the prefix that had no part uploaded for this long (left by a node that never came back): seconds, or e.g. 90m, 6h; 0: never',
     kind: 'string',
   },
+  {
+    key: 'fsync',
+    flag: 'fsync',
+    arg: '<always|never>',
+    help: 'local storage: always makes each upload durable (fsync) before 226; never leaves it to the page cache (faster, still atomic: temporary + rename). S3: not applicable',
+    kind: 'string',
+  },
   { key: 'users', flag: 'users', arg: '<file>', help: 'users file (reloaded when it changes)', kind: 'string' },
   { key: 'logDir', flag: 'log-dir', arg: '<dir>', help: 'directory for log files', kind: 'string' },
   { key: 'logLevel', flag: 'log-level', arg: '<level>', help: `one of ${LOG_LEVELS.join(', ')}`, kind: 'string' },

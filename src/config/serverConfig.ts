@@ -18,6 +18,9 @@ export { LOG_ROTATIONS, type LogRotationMode } from '../logging/RotatingFile.js'
 export const TLS_MODES = ['off', 'on', 'required'] as const;
 /** `--tls-min-version`. */
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+/** `--fsync`: `always` (an upload is on disk before 226) or `never` (left to the page cache). */
+export const FSYNC_MODES = ['always', 'never'] as const;
+export type FsyncMode = (typeof FSYNC_MODES)[number];
 /** `--tls-session-reuse`. */
 export const TLS_SESSION_REUSE = ['required', 'off'] as const;
 
@@ -98,6 +101,11 @@ export const serverConfigSchema = z
       .union([z.number(), z.string().transform((text) => parseDuration(text) ?? Number.NaN)], { error: ABANDONED_AGE_RULE })
       .pipe(z.number({ error: ABANDONED_AGE_RULE }).refine((s) => s === 0 || s >= 1, ABANDONED_AGE_RULE))
       .default(86_400),
+    /**
+     * Local storage: `always` fsyncs each upload (and an append's undo journal) before it is
+     * published; `never` leaves that to the page cache. Both stay atomic (temporary + rename).
+     */
+    fsync: z.enum(FSYNC_MODES, { error: `fsync must be one of ${FSYNC_MODES.join(', ')}` }).default('always'),
     users: z.string().min(1, 'users must be a file path').default('./users.json'),
     logDir: z.string().min(1, 'log-dir must be a directory path').default('./logs'),
     logLevel: z.enum(LOG_LEVELS, { error: `log-level must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),

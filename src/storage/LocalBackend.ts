@@ -36,13 +36,15 @@ export interface LocalBackendOptions {
   root: string;
   /** Follow symbolic links that stay inside a user's folder (refuse every link when false). */
   followLinks?: boolean;
+  /** fsync each upload (and an append's undo journal) before publishing it; default true. */
+  fsync?: boolean;
 }
 
 /**
  * Storage on a local disk folder. Each user's folder is jailed: every path is reached
  * race-free through a JailResolver (directory descriptors, O_NOFOLLOW, links followed only
  * inside), only regular files and directories are ever opened (a FIFO, socket or device is
- * refused without blocking), uploads are atomic (temporary + fsync + rename) and appends
+ * refused without blocking), uploads are atomic (temporary + fsync unless --fsync never + rename) and appends
  * happen in place with an undo journal, and every error is a StorageError whose message
  * names only client paths.
  */
@@ -72,7 +74,7 @@ export class LocalBackend implements StorageBackend {
     try {
       const jail = await PathJail.open(home, { followLinks: this.options.followLinks ?? true });
       await access(jail.root, constants.R_OK | constants.X_OK);
-      return new LocalUserStorage(jail);
+      return new LocalUserStorage(jail, { fsync: this.options.fsync ?? true });
     } catch (err) {
       const errno = (err as NodeJS.ErrnoException).code ?? 'unknown';
       throw new StorageError('unavailable', `Home folder unavailable (${errno})`, { cause: err });
@@ -86,7 +88,10 @@ export class LocalBackend implements StorageBackend {
 export class LocalUserStorage implements UserStorage {
   private readonly resolver: JailResolver;
 
-  constructor(jail: PathJail) {
+  constructor(
+    jail: PathJail,
+    private readonly uploads: { fsync: boolean } = { fsync: true },
+  ) {
     this.resolver = jail.resolver;
   }
 
@@ -123,7 +128,7 @@ export class LocalUserStorage implements UserStorage {
       throw err;
     }
     try {
-      return await AtomicUpload.open(at.dir, at.name, path, at.lstats, mode);
+      return await AtomicUpload.open(at.dir, at.name, path, at.lstats, { ...mode, fsync: this.uploads.fsync });
     } catch (err) {
       throw fromErrno(err, path);
     }

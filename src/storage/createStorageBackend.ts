@@ -3,15 +3,12 @@ import { LocalBackend } from './LocalBackend.js';
 import { parseS3Url, S3Backend } from './S3Backend.js';
 import type { StorageBackend } from './StorageBackend.js';
 
-/**
- * The backend `--storage` selects: `s3://BUCKET[/PREFIX]` an S3 bucket (with
- * `--s3-endpoint`, `--s3-region` and `--s3-abandoned-upload-age`; credentials from the
- * SDK's standard chain; its upload journal in `--state-dir`), anything else a local folder.
- */
 /** The settings that choose and configure the backend (a subset of the server's configuration). */
 export interface StorageSettings {
   /** A folder, or `s3://BUCKET[/PREFIX]`. */
   storage: string;
+  /** Local disk: fsync each upload before publishing it (`always`) or not (`never`; still atomic). */
+  fsync: 'always' | 'never';
   s3Endpoint?: string | undefined;
   s3Region: string;
   /** Seconds without activity after which another node's multipart upload is aborted (0: never). */
@@ -20,6 +17,11 @@ export interface StorageSettings {
   stateDir: string;
 }
 
+/**
+ * The backend `--storage` selects: `s3://BUCKET[/PREFIX]` an S3 bucket (with
+ * `--s3-endpoint`, `--s3-region` and `--s3-abandoned-upload-age`; credentials from the
+ * SDK's standard chain; its upload journal in `--state-dir`), anything else a local folder.
+ */
 export function createStorageBackend(config: StorageSettings): StorageBackend {
   if (config.storage.startsWith('s3://')) {
     const { bucket, prefix } = parseS3Url(config.storage);
@@ -32,5 +34,5 @@ export function createStorageBackend(config: StorageSettings): StorageBackend {
       abandonedUploadAgeMs: config.s3AbandonedUploadAge * 1000,
     });
   }
-  return new LocalBackend({ root: config.storage });
+  return new LocalBackend({ root: config.storage, fsync: config.fsync !== 'never' });
 }

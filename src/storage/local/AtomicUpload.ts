@@ -11,6 +11,13 @@ export interface UploadMode {
   append?: boolean;
   /** REST n + STOR: keep the target's first n bytes, replace the rest with the upload. */
   resumeAt?: number;
+  /**
+   * Make the upload durable before publishing it (fdatasync of the file; for an append, of
+   * its undo journal and the directory too). Default true; false keeps every atomicity
+   * guarantee against other readers and against errors, but a crash may lose an upload the
+   * client was told had succeeded.
+   */
+  fsync?: boolean;
 }
 
 /** Opening an existing file to read or write: never follow a link, never block on a FIFO. */
@@ -31,7 +38,7 @@ interface UploadTarget {
 
 /**
  * The local-disk WriteSink: a writable stream that uploads atomically. New content goes to a hidden temporary in the
- * target's directory, fsynced and renamed over the target only when the stream finishes;
+ * target's directory, fsynced (unless mode.fsync is false) and renamed over the target only when the stream finishes;
  * an append (APPE, or REST at the current end + STOR) writes in place after journalling the
  * old size, so its cost is the appended bytes, not the file's size. Destroying the stream
  * (error, abort, shutdown) removes the temporary or truncates the append back, leaving the
@@ -67,11 +74,12 @@ export class AtomicUpload extends Writable implements WriteSink {
       if (resumeAt > 0 && (existing === undefined || resumeAt > existing.size)) {
         throw new StorageError('bad-offset', `Restart offset ${resumeAt} is beyond the end of the file (${existing?.size ?? 0} bytes)`);
       }
+      const sync = mode.fsync ?? true;
       if (existing && (mode.append || (resumeAt > 0 && resumeAt === existing.size))) {
-        const target = await appendInPlace(dir, name, clientPath, existing);
+        const target = await appendInPlace(dir, name, clientPath, existing, sync);
         return new AtomicUpload(target, dir, existing.size);
       }
-      const target = await replaceViaTemp(dir, name, clientPath, existing && resumeAt > 0 ? resumeAt : 0);
+      const target = await replaceViaTemp(dir, name, clientPath, existing && resumeAt > 0 ? resumeAt : 0, sync);
       return new AtomicUpload(target, dir, existing && resumeAt > 0 ? resumeAt : 0);
     } catch (err) {
       await dir.close();
@@ -146,7 +154,7 @@ export class AtomicUpload extends Writable implements WriteSink {
 }
 
 /** New content: a hidden temporary renamed over the target at the end. */
-async function replaceViaTemp(dir: HeldDirectory, name: string, clientPath: string, keepBytes: number): Promise<UploadTarget> {
+async function replaceViaTemp(dir: HeldDirectory, name: string, clientPath: string, keepBytes: number, sync: boolean): Promise<UploadTarget> {
   const temp = newTempName();
   const handle = await open(dir.at(temp), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o640);
   const discard = async () => {
@@ -162,7 +170,7 @@ async function replaceViaTemp(dir: HeldDirectory, name: string, clientPath: stri
   return {
     handle,
     async commit() {
-      await handle.datasync();
+      if (sync) await handle.datasync();
       await handle.close();
       await rename(dir.at(temp), dir.at(name));
     },
@@ -193,7 +201,7 @@ async function copyHead(dir: HeldDirectory, name: string, clientPath: string, in
  * truncates back an append a crash interrupted. Readers may see the file grow meanwhile,
  * as with any server that appends in place.
  */
-async function appendInPlace(dir: HeldDirectory, name: string, clientPath: string, existing: Stats): Promise<UploadTarget> {
+async function appendInPlace(dir: HeldDirectory, name: string, clientPath: string, existing: Stats, sync: boolean): Promise<UploadTarget> {
   const handle = await open(dir.at(name), constants.O_WRONLY | EXISTING_FILE);
   let key: string | undefined;
   let journal: string | undefined;
@@ -211,11 +219,11 @@ async function appendInPlace(dir: HeldDirectory, name: string, clientPath: strin
     const j = await open(dir.at(journal), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
       await j.writeFile(JSON.stringify(record));
-      await j.datasync();
+      if (sync) await j.datasync();
     } finally {
       await j.close();
     }
-    await syncDirectory(dir);
+    if (sync) await syncDirectory(dir);
   } catch (err) {
     if (key) appending.delete(key);
     if (journal) await unlink(dir.at(journal)).catch(() => undefined);
@@ -229,14 +237,14 @@ async function appendInPlace(dir: HeldDirectory, name: string, clientPath: strin
   return {
     handle,
     async commit() {
-      await handle.datasync();
+      if (sync) await handle.datasync();
       await handle.close();
       await release();
     },
     async discard() {
       try {
         await handle.truncate(existing.size);
-        await handle.datasync();
+        if (sync) await handle.datasync();
       } finally {
         await handle.close().catch(() => undefined);
         await release();
