@@ -97,6 +97,7 @@ async function freshLogin(ts: TestServer): Promise<string | undefined> {
 }
 
 test.serial('100,000 pipelined NOOPs on one connection: bounded buffers and RSS, a new client logs in meanwhile, then exactly 100,000 200s in order', async (t) => {
+  t.timeout(360_000);
   const ts = await startTestServer({ config: { loginTimeout: 0 } });
   t.teardown(() => ts.stop());
   await warmUp(ts);
@@ -110,7 +111,7 @@ test.serial('100,000 pipelined NOOPs on one connection: bounded buffers and RSS,
   const flood = await NoopFlood.open(ts.port, count, payload, { read: false });
   t.teardown(() => flood.close());
   const floodSession = () => sessions(ts).find((s) => s.connection.commandSocket.remotePort === flood.socket.localPort);
-  t.true(await until(() => (floodSession()?.replyCount ?? 0) > 1000, 30_000), 'the flood is being served');
+  t.true(await until(() => (floodSession()?.replyCount ?? 0) > 1000, 60_000), 'the flood is being served');
   t.log(`flood stalled after ${await stalled(ts)} replies`);
 
   const loginError = await freshLogin(ts);
@@ -121,7 +122,9 @@ test.serial('100,000 pipelined NOOPs on one connection: bounded buffers and RSS,
 
   // (b) Read everything: nothing dropped, nothing extra, in order.
   flood.resume();
-  t.true(await flood.finished(60_000), `all replies arrived (200s so far: ${flood.ok}, unexpected: ${flood.unexpected})`);
+  // Bounds, not speed targets: Node 24 serves this flood 2-4x slower than Node 20, and CI
+  // runs another test file beside this one.
+  t.true(await flood.finished(240_000), `all replies arrived (200s so far: ${flood.ok}, unexpected: ${flood.unexpected})`);
   const peak = watch.stop();
   t.is(flood.unexpected, undefined);
   t.is(flood.ok, count, 'exactly one 200 per NOOP, then the 502 of the end marker');
@@ -139,6 +142,7 @@ test.serial('100,000 pipelined NOOPs on one connection: bounded buffers and RSS,
 });
 
 test.serial('50 connections each pipelining 2,000 NOOPs before login: bounded per session and in total, new clients served, every reply delivered', async (t) => {
+  t.timeout(360_000);
   // No login timeout: on a loaded machine the floods may take longer than its 60 s, and a
   // flood cut by 421 would prove nothing about memory.
   const ts = await startTestServer({ config: { loginTimeout: 0 } });
@@ -156,14 +160,14 @@ test.serial('50 connections each pipelining 2,000 NOOPs before login: bounded pe
   // run commands, which is what exhausted the heap.
   for (let i = 0; i < conns; i++) floods.push(await NoopFlood.open(ts.port, count, payload));
   const total = () => sessions(ts).reduce((n, s) => n + s.replyCount, 0);
-  t.true(await until(() => total() > conns * 100, 30_000), 'the floods are being served');
+  t.true(await until(() => total() > conns * 100, 60_000), 'the floods are being served');
 
   const loginError = await freshLogin(ts);
   t.is(loginError, undefined, 'a new client is greeted and logs in during the floods');
   t.log(`replies sent when the new client had logged in: ${total()} of ${conns * (count + 2)}`);
   t.true(total() < conns * (count + 2), 'the floods were still in progress');
 
-  const done = await Promise.all(floods.map((f) => f.finished(120_000)));
+  const done = await Promise.all(floods.map((f) => f.finished(240_000)));
   const peak = watch.stop();
   t.is(done.filter(Boolean).length, conns, 'every flood got all its replies');
   t.deepEqual(floods.map((f) => f.unexpected).filter(Boolean), [], 'no unexpected reply');
