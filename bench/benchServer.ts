@@ -313,3 +313,23 @@ export function benchArgs<C extends string>(choices: readonly C[], what: string)
   if (only !== undefined && !(choices as readonly string[]).includes(only)) throw new Error(`${what} must be ${choices.join(' or ')} (got ${only})`);
   return { singleMiB, sessions, eachMiB, only: only as C | undefined };
 }
+
+/**
+ * What a benchmark must stop (servers, clusters), newest first: `stopAll()` runs each (a
+ * failure is printed, not thrown), then `last` (e.g. removing the work folder). SIGINT and
+ * SIGTERM run it too, then exit 130.
+ */
+export function stopsOnSignal(last: () => Promise<unknown> = async () => undefined): { stops: (() => Promise<void>)[]; stopAll: () => Promise<void> } {
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    while (stops.length > 0) await stops.pop()!().catch((err: unknown) => console.error(`cleanup: ${(err as Error).message}`));
+    await last();
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`${signal}: stopping what the benchmark started`);
+      void stopAll().finally(() => process.exit(130));
+    });
+  }
+  return { stops, stopAll };
+}

@@ -36,7 +36,8 @@ import type { TLSSocket } from 'node:tls';
 import { Client } from 'basic-ftp';
 import { startVsftpd } from '../test/helpers/peerServers.js';
 import { makeCertificate } from '../test/helpers/tlsFixtures.js';
-import { BENCH_PASSWORD, benchArgs, BENCH_USER, MIB, collector, digest, rssKiB, sha256, openInBatches, startBenchServer, withTimeout, writeRandomFile } from './benchServer.js';
+import { BENCH_PASSWORD, benchArgs, BENCH_USER, MIB, collector, digest, rssKiB, sha256, openInBatches, startBenchServer, withTimeout, writeRandomFile, stopsOnSignal
+} from './benchServer.js';
 import { phaseTable, singleStreamPhases, pidMeter, pidsWithCmdline, processSetMeter, summaryTable, timed, type Meter, type RunResult } from './phase.js';
 
 const { singleMiB, sessions, eachMiB, only } = benchArgs(['dfos', 'vsftpd'] as const, 'server');
@@ -136,18 +137,7 @@ async function waitForFile(file: string, timeoutMs: number): Promise<void> {
 }
 
 const work = await mkdtemp(join(tmpdir(), 'dfos-ftps-bench-'));
-/** What to stop, newest first, also on SIGINT/SIGTERM. */
-const stops: (() => Promise<void>)[] = [];
-const stopAll = async () => {
-  while (stops.length > 0) await stops.pop()!().catch((err: unknown) => console.error(`cleanup: ${(err as Error).message}`));
-  await rm(work, { recursive: true, force: true });
-};
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`${signal}: stopping what the benchmark started`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+const { stops, stopAll } = stopsOnSignal(() => rm(work, { recursive: true, force: true }));
 
 /** Starts a server with `start` (which returns the target and its stop), measures, stops it; the result. */
 async function run(label: string, start: () => Promise<{ target: Target; stop: () => Promise<void> }>, bigFile: string, bigSha: string): Promise<RunResult> {

@@ -42,6 +42,7 @@ import {
   writeRandomFile,
   type BenchServer,
   type RawSession,
+  stopsOnSignal,
 } from './benchServer.js';
 import { phaseTable, singleStreamPhases, pidMeter, summaryTable, timed, type RunResult } from './phase.js';
 
@@ -109,18 +110,7 @@ const summary = (results: BackendResult[]): string =>
   );
 
 const work = await mkdtemp(join(tmpdir(), 'dfos-storage-bench-'));
-/** What to stop, newest first, also on SIGINT/SIGTERM. */
-const stops: (() => Promise<void>)[] = [];
-const stopAll = async () => {
-  while (stops.length > 0) await stops.pop()!().catch((err: unknown) => console.error(`cleanup: ${(err as Error).message}`));
-  await rm(work, { recursive: true, force: true });
-};
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`${signal}: stopping what the benchmark started`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+const { stops, stopAll } = stopsOnSignal(() => rm(work, { recursive: true, force: true }));
 
 /** Starts a server, measures, stops it; the result (with `error` set if something failed). */
 async function run(backend: string, args: string[], env: Record<string, string>, bigFile: string, bigSha: string): Promise<BackendResult> {
