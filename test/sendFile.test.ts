@@ -71,7 +71,7 @@ for (const [what, size, start] of SIZES) {
     t.teardown(() => pair.close());
     const file = await open(path, 'r');
     try {
-      await sendFile(file, pair.sender, start, size - start);
+      await sendFile(file.fd, pair.sender, start, size - start);
     } finally {
       await file.close();
     }
@@ -98,7 +98,7 @@ async function interruptedSend(t: ExecutionContext, interrupt: (pair: Pair, rece
   setTimeout(() => interrupt(pair, receiver), 100);
   const file = await open(path, 'r');
   try {
-    await sendFile(file, pair.sender, 0, size);
+    await sendFile(file.fd, pair.sender, 0, size);
     return { error: undefined, pair };
   } catch (error) {
     return { error, pair };

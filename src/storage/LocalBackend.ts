@@ -1,5 +1,5 @@
-import { constants, type Stats } from 'node:fs';
-import { access, chmod, lstat, mkdir, open, readdir, rename, rmdir, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { accessSync, closeSync, constants, createReadStream, fstatSync, openSync, type Stats } from 'node:fs';
+import { chmod, lstat, mkdir, open, readdir, rename, rmdir, unlink, utimes } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
@@ -73,7 +73,8 @@ export class LocalBackend implements StorageBackend {
     const home = this.homeLocation(user);
     try {
       const jail = await PathJail.open(home, { followLinks: this.options.followLinks ?? true });
-      await access(jail.root, constants.R_OK | constants.X_OK);
+      // Synchronous like the jail's walk (see JailResolver): microseconds, at every login.
+      accessSync(jail.root, constants.R_OK | constants.X_OK);
       return new LocalUserStorage(jail, { fsync: this.options.fsync ?? true });
     } catch (err) {
       const errno = (err as NodeJS.ErrnoException).code ?? 'unknown';
@@ -137,7 +138,7 @@ export class LocalUserStorage implements UserStorage {
   async openRead(path: string, { offset = 0, length }: { offset?: number; length?: number } = {}): Promise<ReadHandle> {
     const { file, stats } = await this.openRegular(path);
     if (offset > stats.size) {
-      await file.close();
+      closeSync(file);
       throw new StorageError('bad-offset', `Restart offset ${offset} is beyond the end of the file (${stats.size} bytes)`);
     }
     const size = Math.min(stats.size - offset, length ?? Infinity);
@@ -252,19 +253,25 @@ export class LocalUserStorage implements UserStorage {
     }
   }
 
-  /** Opens a regular file for reading, refusing anything else without blocking on it. */
-  private async openRegular(path: string): Promise<{ file: FileHandle; stats: Stats }> {
+  /**
+   * Opens a regular file for reading (a descriptor), refusing anything else without
+   * blocking on it. The open and fstat run on the event loop like the jail's walk (see
+   * JailResolver); the file's data is read on the thread pool.
+   */
+  private async openRegular(path: string): Promise<{ file: number; stats: Stats }> {
     return this.using(path, true, async (at) => {
       const found = existing(at, path);
       if (found.isDirectory()) throw new StorageError('is-a-directory', `${path}: Is a directory`);
       if (!found.isFile()) throw notRegular(path);
-      const file = await open(at.dir.at(at.name), READ_FLAGS);
-      const stats = await file.stat();
-      if (!stats.isFile()) {
-        await file.close();
-        throw notRegular(path);
+      const file = openSync(at.dir.at(at.name), READ_FLAGS);
+      try {
+        const stats = fstatSync(file);
+        if (!stats.isFile()) throw notRegular(path);
+        return { file, stats };
+      } catch (err) {
+        closeSync(file);
+        throw err;
       }
-      return { file, stats };
     });
   }
 
@@ -292,7 +299,8 @@ class LocalReadHandle implements ReadHandle {
   private closed = false;
 
   constructor(
-    private readonly file: FileHandle,
+    /** The open file's descriptor (closed by close()). */
+    private readonly file: number,
     private readonly offset: number,
     readonly size: number,
     readonly fileSize: number,
@@ -300,7 +308,7 @@ class LocalReadHandle implements ReadHandle {
 
   stream(): Readable {
     if (this.size === 0) return Readable.from([]);
-    return this.file.createReadStream({ start: this.offset, end: this.offset + this.size - 1, highWaterMark: 1 << 19, autoClose: false });
+    return createReadStream('', { fd: this.file, start: this.offset, end: this.offset + this.size - 1, highWaterMark: 1 << 19, autoClose: false });
   }
 
   sendTo(socket: Socket): Promise<void> {
@@ -310,7 +318,11 @@ class LocalReadHandle implements ReadHandle {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.file.close().catch(() => undefined);
+    try {
+      closeSync(this.file);
+    } catch {
+      // already closed
+    }
   }
 }
 

@@ -3,11 +3,13 @@ import type { FtpConnection, ReplyLetter } from './internals.js';
 type ReplyOptions = Parameters<FtpConnection['reply']>[0];
 
 /**
- * Sends a multi-line reply as one write on the control connection. ftp-srv writes a
- * multi-line reply line by line, each write waiting for the previous one's callback;
- * without Nagle's algorithm that is one TCP segment and one event-loop turn per line (a
- * 60-line SITE VIEW took ~6 ms, and clients that mishandle replies split across reads
- * saw them split at every line).
+ * Sends a reply as one write on the control connection. ftp-srv writes a multi-line
+ * reply line by line, each write waiting for the previous one's callback; without
+ * Nagle's algorithm that is one TCP segment and one event-loop turn per line (a 60-line
+ * SITE VIEW took ~6 ms, and clients that mishandle replies split across reads saw them
+ * split at every line). Even a one-line reply took ftp-srv four bluebird promise hops
+ * (each a setImmediate turn of the event loop) and a getsockname call for a trace line;
+ * written directly it leaves sooner (see the README's performance section).
  *
  * Only plain control-channel replies are coalesced (every letter a non-empty string, or
  * `{ message, raw? }`); anything else (another socket, `useEmptyMessage`, an empty
@@ -22,7 +24,7 @@ export function coalescedReply(
 ): Promise<void> {
   const opts = typeof options === 'number' ? { code: options } : options;
   const plain =
-    letters.length > 1 &&
+    letters.length >= 1 &&
     opts.code !== undefined &&
     !opts.socket &&
     !opts.useEmptyMessage &&

@@ -1,4 +1,4 @@
-import { CommandsClass, ConnectionClass, type FtpCommand, type FtpCommands, type FtpConnection } from './internals.js';
+import { CommandsClass, commandRegistry, ConnectionClass, type FtpCommand, type FtpCommands, type FtpConnection } from './internals.js';
 import { argumentProblem } from './argumentRules.js';
 import { sessionOf } from './Session.js';
 
@@ -29,6 +29,23 @@ export function parseCommandLine(message: string): FtpCommand {
     }
   }
   return { directive, arg: rest === '' ? null : rest, flags, raw: message };
+}
+
+/**
+ * Runs a parsed command's handler from ftp-srv's registry, with ftp-srv's checks and
+ * reply texts (502 unknown verb, 530 before login). ftp-srv's own FtpCommands.handle did
+ * the same after cloning the command twice with lodash, making a child logger, and
+ * resolving through a bluebird promise (a setImmediate turn) for every command.
+ */
+function runRegistered(commands: FtpCommands, command: FtpCommand): unknown {
+  const connection = commands.connection;
+  const entry = Object.hasOwn(commandRegistry, command.directive) ? commandRegistry[command.directive] : undefined;
+  if (!entry) return connection.reply(502, `Command not allowed: ${command.directive}`);
+  if (!entry.flags?.no_auth && !connection.authenticated) return connection.reply(530, `Command requires authentication: ${command.directive}`);
+  if (!entry.handler) return connection.reply(502, `Handler not set on command: ${command.directive}`);
+  const result = entry.handler.call(connection, { log: connection.log, command, previous_command: commands.previousCommand });
+  commands.previousCommand = command;
+  return result;
 }
 
 /**
@@ -73,7 +90,7 @@ export function installCommandDispatch(): void {
     session.current = { verb: command.directive, since: Date.now() };
     const repliesBefore = session.replyCount;
     try {
-      await originalHandle.call(this, command);
+      await runRegistered(this, command);
     } catch (err) {
       // A handler that throws is a bug: log it once with its stack, the client gets 451.
       session.context.log.error('Command handler failed', {

@@ -1,4 +1,4 @@
-import type { FileHandle } from 'node:fs/promises';
+import { read } from 'node:fs';
 import type { Socket } from 'node:net';
 
 /** Size of each read from disk: large reads keep syscalls per GiB low. */
@@ -24,7 +24,7 @@ const BUFFER_BUDGET = 64 << 20;
  * Rejects with the socket's error (reset, data timeout, ABOR) or the read error; the
  * caller owns (and closes) the file handle and the socket.
  */
-export async function sendFile(file: FileHandle, socket: Socket, start: number, expectedBytes: number): Promise<void> {
+export async function sendFile(file: number, socket: Socket, start: number, expectedBytes: number): Promise<void> {
   let socketError: Error | undefined;
   const onError = (err: Error) => {
     socketError ??= err;
@@ -41,7 +41,7 @@ export async function sendFile(file: FileHandle, socket: Socket, start: number, 
       let buffer = buffers[i % 2]!;
       const share = bufferSize(Infinity);
       if (share <= buffer.length / 2) buffer = buffers[i % 2] = Buffer.allocUnsafeSlow(share);
-      const { bytesRead } = await file.read(buffer, 0, buffer.length, position);
+      const bytesRead = await readAt(file, buffer, position);
       if (socketError) throw socketError;
       if (pending) await pending;
       if (bytesRead === 0) break;
@@ -62,6 +62,13 @@ export async function sendFile(file: FileHandle, socket: Socket, start: number, 
     active--;
     socket.off('error', onError);
   }
+}
+
+/** Reads into `buffer` from `position` (on the thread pool); resolves with the bytes read. */
+function readAt(fd: number, buffer: Buffer, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, buffer, 0, buffer.length, position, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead)));
+  });
 }
 
 /** Downloads running in this process right now. */
