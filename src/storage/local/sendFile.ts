@@ -22,7 +22,7 @@ const BUFFER_BUDGET = 64 << 20;
  * (A/B on the same machine).
  *
  * Rejects with the socket's error (reset, data timeout, ABOR) or the read error; the
- * caller owns (and closes) the file handle and the socket.
+ * caller owns (and closes) the file descriptor and the socket.
  */
 export async function sendFile(file: number, socket: Socket, start: number, expectedBytes: number): Promise<void> {
   let socketError: Error | undefined;
