@@ -297,6 +297,8 @@ export class LocalUserStorage implements UserStorage {
  */
 class LocalReadHandle implements ReadHandle {
   private closed = false;
+  /** Streams made by stream(): close() waits for their reads to end before closing the descriptor. */
+  private readonly streams = new Set<Readable>();
 
   constructor(
     /** The open file's descriptor (closed by close()). */
@@ -308,16 +310,33 @@ class LocalReadHandle implements ReadHandle {
 
   stream(): Readable {
     if (this.size === 0) return Readable.from([]);
-    return createReadStream('', { fd: this.file, start: this.offset, end: this.offset + this.size - 1, highWaterMark: 1 << 19, autoClose: false });
+    const stream = createReadStream('', { fd: this.file, start: this.offset, end: this.offset + this.size - 1, highWaterMark: 1 << 19, autoClose: false });
+    this.streams.add(stream);
+    stream.once('close', () => this.streams.delete(stream));
+    return stream;
   }
 
   sendTo(socket: Socket): Promise<void> {
     return sendFile(this.file, socket, this.offset, this.size);
   }
 
+  /**
+   * Closes the descriptor, after any stream's read in flight has ended: a descriptor closed
+   * under a pending read could be reused by the next open, and the read land in another
+   * file (a destroyed fs stream emits 'close' only once its read is done).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.all(
+      [...this.streams].map(
+        (stream) =>
+          new Promise<void>((resolve) => {
+            stream.once('close', () => resolve());
+            stream.destroy();
+          }),
+      ),
+    );
     try {
       closeSync(this.file);
     } catch {
