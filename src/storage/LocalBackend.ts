@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants, createReadStream, fstatSync, openSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, read, type Stats } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, rename, rmdir, unlink, utimes } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join, posix } from 'node:path';
@@ -310,7 +310,7 @@ class LocalReadHandle implements ReadHandle {
 
   stream(): Readable {
     if (this.size === 0) return Readable.from([]);
-    const stream = createReadStream('', { fd: this.file, start: this.offset, end: this.offset + this.size - 1, highWaterMark: 1 << 19, autoClose: false });
+    const stream = descriptorStream(this.file, this.offset, this.offset + this.size);
     this.streams.add(stream);
     stream.once('close', () => this.streams.delete(stream));
     return stream;
@@ -322,8 +322,8 @@ class LocalReadHandle implements ReadHandle {
 
   /**
    * Closes the descriptor, after any stream's read in flight has ended: a descriptor closed
-   * under a pending read could be reused by the next open, and the read land in another
-   * file (a destroyed fs stream emits 'close' only once its read is done).
+   * under a pending read could be reused by the next open (descriptorStream reports
+   * 'close' only once its read is done).
    */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -343,6 +343,45 @@ class LocalReadHandle implements ReadHandle {
       // already closed
     }
   }
+}
+
+/**
+ * Reads bytes [start, end) of an open descriptor as a stream, without ever closing it.
+ * Node's fs read stream closes the descriptor when destroyed (even with autoClose: false),
+ * so a consumer stopping early (SITE VIEW reads only the head) would close it under the
+ * handle, which closes it again later: possibly another file's, reused meanwhile. Destroying
+ * this stream waits for its read in flight, so 'close' means the descriptor is idle.
+ */
+function descriptorStream(fd: number, start: number, end: number): Readable {
+  const CHUNK = 1 << 19;
+  let position = start;
+  let inFlight: Promise<void> | undefined;
+  return new Readable({
+    highWaterMark: CHUNK,
+    read() {
+      const length = Math.min(CHUNK, end - position);
+      if (length <= 0) {
+        this.push(null);
+        return;
+      }
+      const buffer = Buffer.allocUnsafe(length);
+      inFlight = new Promise<void>((done) => {
+        read(fd, buffer, 0, length, position, (err, bytesRead) => {
+          inFlight = undefined;
+          done();
+          if (this.destroyed) return;
+          if (err) return void this.destroy(err);
+          if (bytesRead === 0) return void this.push(null); // the file shrank: end here
+          position += bytesRead;
+          this.push(bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
+        });
+      });
+    },
+    destroy(err, callback) {
+      if (inFlight) void inFlight.then(() => callback(err));
+      else callback(err);
+    },
+  });
 }
 
 /** The entry's stats (of the link's target when followed); not-found when it does not exist. */
