@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants, fstatSync, openSync, read, type Stats } from 'node:fs';
+import { accessSync, constants, fstatSync, openSync, read, type Stats } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, rename, rmdir, unlink, utimes } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join, posix } from 'node:path';
@@ -7,7 +7,7 @@ import { mapConcurrent } from '../util/mapConcurrent.js';
 import { AtomicUpload } from './local/AtomicUpload.js';
 import { fromErrno } from './local/errnoErrors.js';
 import { removeStaleTemps } from './local/hiddenTemp.js';
-import { O_PATH, type HeldDirectory, type JailResolver, type Located } from './local/JailResolver.js';
+import { closeQuietly, O_PATH, type HeldDirectory, type JailResolver, type Located } from './local/JailResolver.js';
 import { PathJail } from './local/pathJail.js';
 import { sendFile } from './local/sendFile.js';
 import { measureJailedUsage } from './local/usageWalk.js';
@@ -138,7 +138,7 @@ export class LocalUserStorage implements UserStorage {
   async openRead(path: string, { offset = 0, length }: { offset?: number; length?: number } = {}): Promise<ReadHandle> {
     const { file, stats } = await this.openRegular(path);
     if (offset > stats.size) {
-      closeSync(file);
+      closeQuietly(file);
       throw new StorageError('bad-offset', `Restart offset ${offset} is beyond the end of the file (${stats.size} bytes)`);
     }
     const size = Math.min(stats.size - offset, length ?? Infinity);
@@ -269,7 +269,7 @@ export class LocalUserStorage implements UserStorage {
         if (!stats.isFile()) throw notRegular(path);
         return { file, stats };
       } catch (err) {
-        closeSync(file);
+        closeQuietly(file);
         throw err;
       }
     });
@@ -337,11 +337,7 @@ class LocalReadHandle implements ReadHandle {
           }),
       ),
     );
-    try {
-      closeSync(this.file);
-    } catch {
-      // already closed
-    }
+    closeQuietly(this.file);
   }
 }
 

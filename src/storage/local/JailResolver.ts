@@ -43,7 +43,8 @@ export class HeldDirectory {
   }
 }
 
-function closeQuietly(fd: number): void {
+/** Closes a descriptor, ignoring one already closed (cleanup paths must not throw). */
+export function closeQuietly(fd: number): void {
   try {
     closeSync(fd);
   } catch {
