@@ -217,7 +217,7 @@ export class DfosServer {
     const adminToken = config.adminTokenFile === undefined ? undefined : await readAdminToken(resolve(config.adminTokenFile));
     const users = await UserStore.load(resolve(config.users));
     const tls = await loadTls(config, loggers);
-    const storage = createStorageBackend(config);
+    const storage = await createStorageBackend(config);
     await storage.start((message, fields, level = 'info') => log[level](message, fields));
     const audit = new AuditLog(auditLog);
     const nodeId = worker ? `${nodeIdentity()}-w${worker.index}` : nodeIdentity();

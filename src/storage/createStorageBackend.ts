@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import { LocalBackend } from './LocalBackend.js';
-import { parseS3Url, S3Backend } from './S3Backend.js';
 import type { StorageBackend } from './StorageBackend.js';
 
 /** The settings that choose and configure the backend (a subset of the server's configuration). */
@@ -21,9 +20,12 @@ export interface StorageSettings {
  * The backend `--storage` selects: `s3://BUCKET[/PREFIX]` an S3 bucket (with
  * `--s3-endpoint`, `--s3-region` and `--s3-abandoned-upload-age`; credentials from the
  * SDK's standard chain; its upload journal in `--state-dir`), anything else a local folder.
+ * The S3 backend (and the AWS SDK under it, ~13 MB of resident memory) is loaded only when
+ * it is chosen, so a server on local disk does not carry it.
  */
-export function createStorageBackend(config: StorageSettings): StorageBackend {
+export async function createStorageBackend(config: StorageSettings): Promise<StorageBackend> {
   if (config.storage.startsWith('s3://')) {
+    const { parseS3Url, S3Backend } = await import('./S3Backend.js');
     const { bucket, prefix } = parseS3Url(config.storage);
     return new S3Backend({
       bucket,
