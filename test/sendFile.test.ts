@@ -118,3 +118,41 @@ test('rejects when the sending socket is destroyed mid-transfer (ABOR, data time
   t.true(error instanceof Error, 'sendFile rejected');
   t.regex((error as Error).message, /aborted by the test|destroyed|closed/);
 });
+
+test('60 downloads at once, sharing the read-buffer slab, each receive exactly their own file', async (t) => {
+  const dir = await tempDir(t, 'dfos-sendfile-');
+  const count = 60;
+  const contents = Array.from({ length: count }, (_, i) => randomBytes((1 << 20) + 4096 * i + i));
+  const sends = contents.map(async (content, i) => {
+    const path = join(dir, `f${i}.bin`);
+    await writeFile(path, content);
+    const pair = await socketPair();
+    t.teardown(() => pair.close());
+    const file = await open(path, 'r');
+    try {
+      await sendFile(file.fd, pair.sender, 0, content.length);
+    } finally {
+      await file.close();
+    }
+    return (await pair.received).bytes;
+  });
+  const received = await Promise.all(sends);
+  received.forEach((bytes, i) => sameBytes(t, bytes, contents[i]!));
+});
+
+test('a download that failed gives its buffers back: the next ones still receive exact bytes', async (t) => {
+  await interruptedSend(t, (_pair, receiver) => receiver.resetAndDestroy());
+  const dir = await tempDir(t, 'dfos-sendfile-');
+  const content = randomBytes((5 << 20) + 3);
+  const path = join(dir, 'after.bin');
+  await writeFile(path, content);
+  const pair = await socketPair();
+  t.teardown(() => pair.close());
+  const file = await open(path, 'r');
+  try {
+    await sendFile(file.fd, pair.sender, 0, content.length);
+  } finally {
+    await file.close();
+  }
+  sameBytes(t, (await pair.received).bytes, content);
+});

@@ -24,6 +24,19 @@ export interface UploadMode {
 const EXISTING_FILE = constants.O_NOFOLLOW | constants.O_NONBLOCK;
 /** Bytes copied at a time when a resumed upload keeps the first part of a file. */
 const COPY_CHUNK = 1 << 20;
+/**
+ * Upload bytes held in memory between the socket and the disk, shared by all running uploads:
+ * each upload may buffer an equal share of it (UPLOAD_BUFFER_MAX at most, UPLOAD_BUFFER_MIN
+ * at least), fixed when it opens. A lone upload writes up to 1 MiB per system call; 200 at
+ * once hold ~80 KiB each instead of 1 MiB (the 200 × 10 MB STOR stage of ftpbench peaked at
+ * ~200 MB more resident memory, which the allocator then kept).
+ */
+const UPLOAD_BUFFER_BUDGET = 16 << 20;
+const UPLOAD_BUFFER_MAX = 1 << 20;
+const UPLOAD_BUFFER_MIN = 64 << 10;
+/** Uploads open in this process right now. */
+let openUploads = 0;
+
 /** Files (by device and inode) with an append in place running in this process. */
 const appending = new Set<string>();
 
@@ -59,7 +72,10 @@ export class AtomicUpload extends Writable implements WriteSink {
     startPosition: number,
   ) {
     // No autoDestroy: finishing the stream must not discard it before commit() is called.
-    super({ highWaterMark: 1 << 20, decodeStrings: true, autoDestroy: false });
+    const share = Math.floor(UPLOAD_BUFFER_BUDGET / (openUploads + 1));
+    super({ highWaterMark: Math.max(UPLOAD_BUFFER_MIN, Math.min(UPLOAD_BUFFER_MAX, share)), decodeStrings: true, autoDestroy: false });
+    openUploads++;
+    this.once('close', () => openUploads--);
     this.position = startPosition;
   }
 

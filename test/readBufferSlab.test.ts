@@ -1,0 +1,52 @@
+import test from 'ava';
+import { ReadBufferSlab, SLOT_BYTES } from '../src/storage/local/ReadBufferSlab.js';
+
+/** ReadBufferSlab: the reused memory behind local downloads' read buffers. */
+
+function overlaps(a: Buffer, b: Buffer): boolean {
+  if (a.buffer !== b.buffer) return false;
+  return a.byteOffset < b.byteOffset + b.length && b.byteOffset < a.byteOffset + a.length;
+}
+
+test('buffers taken at once never share memory, and are whole slots', (t) => {
+  const slab = new ReadBufferSlab(16 * SLOT_BYTES);
+  const taken = [slab.take(1), slab.take(SLOT_BYTES + 1), slab.take(4 * SLOT_BYTES), slab.take(SLOT_BYTES)];
+  t.deepEqual(
+    taken.map((b) => b.length),
+    [SLOT_BYTES, 2 * SLOT_BYTES, 4 * SLOT_BYTES, SLOT_BYTES],
+  );
+  for (let i = 0; i < taken.length; i++) for (let j = i + 1; j < taken.length; j++) t.false(overlaps(taken[i]!, taken[j]!), `${i} and ${j}`);
+  t.is(slab.bytesInUse, 8 * SLOT_BYTES);
+});
+
+test('a buffer given back is reused by the next take, so steady downloads allocate nothing', (t) => {
+  const slab = new ReadBufferSlab(4 * SLOT_BYTES);
+  const first = slab.take(2 * SLOT_BYTES);
+  slab.give(first);
+  t.is(slab.bytesInUse, 0);
+  const second = slab.take(2 * SLOT_BYTES);
+  t.is(second.buffer, first.buffer);
+  t.is(second.byteOffset, first.byteOffset);
+});
+
+test('when no free run is long enough, take() returns a buffer of its own, and giving it back changes nothing', (t) => {
+  const slab = new ReadBufferSlab(4 * SLOT_BYTES);
+  const a = slab.take(SLOT_BYTES);
+  const b = slab.take(2 * SLOT_BYTES);
+  const c = slab.take(2 * SLOT_BYTES); // only one slot left
+  t.not(c.buffer, a.buffer);
+  t.is(c.length, 2 * SLOT_BYTES);
+  slab.give(c);
+  t.is(slab.bytesInUse, 3 * SLOT_BYTES);
+  slab.give(a);
+  // The freed first slot and the last one are not adjacent: two slots still do not fit.
+  t.not(slab.take(2 * SLOT_BYTES).buffer, b.buffer);
+  slab.give(b);
+  t.is(slab.bytesInUse, 0);
+  t.is(slab.take(4 * SLOT_BYTES).buffer, b.buffer);
+});
+
+test('a size that is not a whole number of slots is refused', (t) => {
+  t.throws(() => new ReadBufferSlab(SLOT_BYTES + 1), { instanceOf: RangeError });
+  t.throws(() => new ReadBufferSlab(0), { instanceOf: RangeError });
+});
