@@ -119,32 +119,9 @@ test('rejects when the sending socket is destroyed mid-transfer (ABOR, data time
   t.regex((error as Error).message, /aborted by the test|destroyed|closed/);
 });
 
-test('60 downloads at once, sharing the read-buffer slab, each receive exactly their own file', async (t) => {
-  const dir = await tempDir(t, 'dfos-sendfile-');
-  const count = 60;
-  const contents = Array.from({ length: count }, (_, i) => randomBytes((1 << 20) + 4096 * i + i));
-  const sends = contents.map(async (content, i) => {
-    const path = join(dir, `f${i}.bin`);
-    await writeFile(path, content);
-    const pair = await socketPair();
-    t.teardown(() => pair.close());
-    const file = await open(path, 'r');
-    try {
-      await sendFile(file.fd, pair.sender, 0, content.length);
-    } finally {
-      await file.close();
-    }
-    return (await pair.received).bytes;
-  });
-  const received = await Promise.all(sends);
-  received.forEach((bytes, i) => sameBytes(t, bytes, contents[i]!));
-});
-
-test('a download that failed gives its buffers back: the next ones still receive exact bytes', async (t) => {
-  await interruptedSend(t, (_pair, receiver) => receiver.resetAndDestroy());
-  const dir = await tempDir(t, 'dfos-sendfile-');
-  const content = randomBytes((5 << 20) + 3);
-  const path = join(dir, 'after.bin');
+/** Writes `content` to `dir/name`, sends it whole over a fresh loopback pair, returns what arrived. */
+async function sendWhole(t: ExecutionContext, dir: string, name: string, content: Buffer): Promise<Buffer> {
+  const path = join(dir, name);
   await writeFile(path, content);
   const pair = await socketPair();
   t.teardown(() => pair.close());
@@ -154,5 +131,20 @@ test('a download that failed gives its buffers back: the next ones still receive
   } finally {
     await file.close();
   }
-  sameBytes(t, (await pair.received).bytes, content);
+  return (await pair.received).bytes;
+}
+
+test('60 downloads at once, sharing the read-buffer slab, each receive exactly their own file', async (t) => {
+  const dir = await tempDir(t, 'dfos-sendfile-');
+  const count = 60;
+  const contents = Array.from({ length: count }, (_, i) => randomBytes((1 << 20) + 4096 * i + i));
+  const received = await Promise.all(contents.map((content, i) => sendWhole(t, dir, `f${i}.bin`, content)));
+  received.forEach((bytes, i) => sameBytes(t, bytes, contents[i]!));
+});
+
+test('a download that failed gives its buffers back: the next ones still receive exact bytes', async (t) => {
+  await interruptedSend(t, (_pair, receiver) => receiver.resetAndDestroy());
+  const dir = await tempDir(t, 'dfos-sendfile-');
+  const content = randomBytes((5 << 20) + 3);
+  sameBytes(t, await sendWhole(t, dir, 'after.bin', content), content);
 });
