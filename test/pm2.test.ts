@@ -133,7 +133,7 @@ test('pm2.config.js: pm2 waits for ready, the server takes uploads, and `pm2 sto
   await writeData(upload.data, sent[0]!);
   const stopping = pm2.run(['stop', 'dfos'], 60_000);
   // The pm2 CLI needs a moment to reach its daemon; wait until the server got the signal.
-  const draining = await pollUntil(async () => (await dfosLog(pm2.dirs.logDir)).some((r) => r.message === 'SIGINT received: draining'), 20_000);
+  const draining = await pollUntil(async () => (await dfosLog(pm2.dirs.logDir)).some((r) => /^SIGINT received: draining/.test(String(r.message))), 20_000);
   t.truthy(draining, 'pm2 stop sends SIGINT and the server starts draining');
   t.not(await probeGreeting(port), 'greeted', 'no new connections while draining');
   for (let i = 0; i < 5; i++) {

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -16,6 +16,7 @@ import { startRedis } from './helpers/redis.js';
 import { RawFtp } from './helpers/rawFtp.js';
 import { CLI, cleanEnv, pollUntil, spawnServer, stripAnsi, type ServerProcess } from './helpers/serverProcess.js';
 import type { TestUser } from './helpers/testServer.js';
+import type { StatusSnapshot } from '../src/status/StatusBoard.js';
 
 /**
  * Issue 14 goal 4: `dfos serve --workers N`. A spawned CLI with two workers (node:cluster,
@@ -174,7 +175,21 @@ test('--workers 2: SIGTERM drains every worker (an upload running on each finish
   t.true(lines.some((l) => l.message === 'Shutdown complete' && l.worker === 0), 'the primary exits last');
 });
 
-test('--workers 1 is a single process, as without the flag; a passive range smaller than the workers is refused', async (t) => {
+test('without --workers one worker serves per CPU; --workers 1 is a single process; a passive range smaller than the workers is refused', async (t) => {
+  const cpus = availableParallelism();
+  const byDefault = await spawnServer({ defaultWorkers: true });
+  t.teardown(() => byDefault.cleanup());
+  if (cpus > 1) {
+    const listening = await pollUntil(() => stripAnsi(byDefault.stdout()).match(/Worker listening\b/g)?.length, 10_000, 100);
+    t.is(listening, cpus, 'one worker per CPU');
+    t.regex(stripAnsi(byDefault.stdout()), new RegExp(`DFOS listening\\b.*\\bworkers=${cpus}\\b`));
+  } else {
+    t.notRegex(stripAnsi(byDefault.stdout()), /Worker listening|workers=/, 'one CPU: a single process');
+  }
+  const viaDefault = await RawFtp.login(byDefault.port, 'alice', 'alice-pw');
+  t.is((await viaDefault.command('PWD')).code, 257);
+  viaDefault.close();
+
   const proc = await spawnServer({ args: ['--workers', '1'] });
   t.teardown(() => proc.cleanup());
   const out = stripAnsi(proc.stdout());
@@ -189,7 +204,7 @@ test('--workers 1 is a single process, as without the flag; a passive range smal
   t.regex(bad.stderr(), /passive range is smaller than the number of workers/);
 });
 
-test('--workers 2: --max-sessions-per-ip counts the sessions of both workers; the primary\'s /readyz and summed /metrics; a crashed worker is restarted', async (t) => {
+test('--workers 2: --max-sessions-per-ip counts the sessions of both workers; the primary\'s /readyz, summed /metrics and merged status page; a crashed worker is restarted', async (t) => {
   const { proc, slices } = await twoWorkers(t, ['--max-sessions-per-ip', '2']);
   t.truthy(proc.adminUrl);
   const ready = await adminRequest(proc.adminUrl!, '/readyz');
@@ -209,6 +224,16 @@ test('--workers 2: --max-sessions-per-ip counts the sessions of both workers; th
   }, 5000, 100);
   t.truthy(metrics, "/metrics sums the workers' sessions");
   t.is(sampleValue(metrics!, 'dfos_passive_ports_range_size'), 20, 'the slices add up to the whole range');
+  // The status page merges the workers' pictures: both sessions, the logins of both.
+  const status = await adminRequest(proc.adminUrl!, '/api/status');
+  t.is(status.status, 200, status.body);
+  const snap = JSON.parse(status.body) as StatusSnapshot;
+  t.is(snap.sessions.length, 2, 'the sessions of both workers');
+  t.true(snap.sessions.every((s) => s.user === 'alice'));
+  t.true(snap.totals.loginsOk >= 2);
+  const page = await adminRequest(proc.adminUrl!, '/');
+  t.is(page.status, 200);
+  t.regex(page.body, /<title>DFOS status — .* \(2 workers\)<\/title>/);
 
   // A worker dies: the primary starts it again on the same slice.
   for (const raw of sessions.values()) raw.close();

@@ -129,14 +129,15 @@ export const serverConfigSchema = z
     authFailDelay: seconds('auth-fail-delay').default(1),
     /**
      * Processes serving FTP (node:cluster): 1 is a single process; N forks N workers that
-     * share the control port, each with its own slice of the passive range; 0: one per CPU.
+     * share the control port, each with its own slice of the passive range; 0 (the
+     * default): one per CPU, so every core serves (a one-CPU machine runs a single process).
      */
     workers: z.coerce
       .number({ error: WORKERS_RULE })
       .int(WORKERS_RULE)
       .min(0, WORKERS_RULE)
       .max(256, WORKERS_RULE)
-      .default(1),
+      .default(0),
     /** Open control connections at most (0 = no limit); the next gets 421 before the greeting. */
     maxSessions: count('max-sessions').default(1000),
     /** Failed logins on one connection before it is closed with 421 (0 = no limit). */

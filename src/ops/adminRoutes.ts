@@ -1,17 +1,17 @@
-import type { StatusBoard } from '../status/StatusBoard.js';
+import type { StatusSnapshot } from '../status/StatusBoard.js';
 import { renderStatusPage, STATUS_CSP, STATUS_PATHS, STATUS_SCRIPT, STATUS_STYLE } from '../status/statusPage.js';
 import type { AdminRoute } from './AdminServer.js';
-import type { ServerMetrics } from './ServerMetrics.js';
 
-/** Where the server is in its life, as /readyz reports it. */
-export type Readiness = 'ready' | 'draining';
+/** Where the server is in its life, as /readyz reports it (200 only when ready). */
+export type Readiness = 'starting' | 'ready' | 'draining';
 
-/** What the standard admin routes read. */
+/** What the standard admin routes read (one process's, or the primary's sums over its workers). */
 export interface AdminRouteSources {
-  metrics: ServerMetrics;
+  /** The Prometheus exposition (ServerMetrics.exposition, or the workers' summed). */
+  metrics: { exposition(): Promise<{ contentType: string; text: string }> };
   readiness(): Readiness;
-  /** The live status page's data, and the node's name in its title. */
-  status: { board: StatusBoard; title: string };
+  /** The live status page's data (StatusBoard.snapshot, or the workers' merged), and the node's name in its title. */
+  status: { snapshot(): StatusSnapshot | Promise<StatusSnapshot>; title: string };
 }
 
 /**
@@ -33,9 +33,9 @@ export function adminRoutes(sources: AdminRouteSources): Record<string, AdminRou
       },
     },
     [STATUS_PATHS.page]: {
-      handle: () => ({
+      handle: async () => ({
         status: 200,
-        body: renderStatusPage(sources.status.board.snapshot(), sources.status.title),
+        body: renderStatusPage(await sources.status.snapshot(), sources.status.title),
         contentType: 'text/html; charset=utf-8',
         headers: PAGE_HEADERS,
       }),
@@ -47,7 +47,7 @@ export function adminRoutes(sources: AdminRouteSources): Record<string, AdminRou
       handle: () => ({ status: 200, body: STATUS_STYLE, contentType: 'text/css; charset=utf-8', headers: PAGE_HEADERS }),
     },
     [STATUS_PATHS.json]: {
-      handle: () => ({ status: 200, body: JSON.stringify(sources.status.board.snapshot()), contentType: 'application/json; charset=utf-8', headers: PAGE_HEADERS }),
+      handle: async () => ({ status: 200, body: JSON.stringify(await sources.status.snapshot()), contentType: 'application/json; charset=utf-8', headers: PAGE_HEADERS }),
     },
     '/healthz': {
       public: true,

@@ -180,6 +180,8 @@ export class DfosServer {
   private peers: PeerLoad | undefined;
   /** The Prometheus metrics; undefined with `--admin-listen off`. */
   metrics: ServerMetrics | undefined;
+  /** The status page's live picture of this process; undefined with `--admin-listen off`. */
+  board: StatusBoard | undefined;
 
   private constructor(
     /** The running configuration (SIGHUP changes its reloadable keys). */
@@ -294,18 +296,23 @@ export class DfosServer {
     server.peers = peers;
     server.metrics = metrics;
     audit.listen((event) => server!.xferLog?.record(event));
-    // Workers: the primary serves the admin listener (and asks the workers for their metrics).
-    const listen = config.adminListen === 'off' || worker ? undefined : parseListenAddress(config.adminListen);
-    if (listen && metrics) {
+    // The status page's board: on a worker too (the primary merges the workers' pictures).
+    if (metrics) {
       const board = new StatusBoard({ sessions: () => engine.sessions() });
       audit.listen((event) => board.observe(event));
       board.start();
+      server.board = board;
       server.stopBoard = () => board.stop();
+    }
+    // Workers: the primary serves the admin listener (and asks the workers for their metrics and status).
+    const listen = config.adminListen === 'off' || worker ? undefined : parseListenAddress(config.adminListen);
+    if (listen && metrics && server.board) {
+      const board = server.board;
       try {
         server.admin = await AdminServer.listen({
           listen,
           ...(adminToken !== undefined ? { token: adminToken } : {}),
-          routes: adminRoutes({ metrics, readiness: () => server!.readiness(), status: { board, title: `${hostname()} ftp ${bound.address}:${bound.port}` } }),
+          routes: adminRoutes({ metrics, readiness: () => server!.readiness(), status: { snapshot: () => board.snapshot(), title: `${hostname()} ftp ${bound.address}:${bound.port}` } }),
           log,
         });
       } catch (err) {

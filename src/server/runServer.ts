@@ -1,5 +1,5 @@
 import type { ServerConfig } from '../config/serverConfig.js';
-import { isDfosMessage, type MetricsReply, type WorkerReady } from '../core/shared/ipc/protocol.js';
+import { isDfosMessage, type MetricsReply, type StatusReply, type WorkerReady } from '../core/shared/ipc/protocol.js';
 import { forwardLogsToPrimary } from '../logging/logSink.js';
 import { DfosServer, type WorkerInfo } from './DfosServer.js';
 import { passiveSlice, workerInfoFromEnv } from './workers.js';
@@ -81,19 +81,24 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
   process.send?.('ready');
 }
 
-/** A worker's side of the IPC channel: its listening address, and its metrics on request. */
+/** A worker's side of the IPC channel: its listening address, and its metrics and status picture on request. */
 function serveWorker(server: DfosServer, worker: WorkerInfo): void {
   const ready: WorkerReady = { dfos: 'ready', host: server.address.host, port: server.address.port };
   process.send?.(ready);
+  const reply = (msg: MetricsReply | StatusReply) => {
+    if (process.connected) process.send?.(msg);
+  };
   process.on('message', (msg: unknown) => {
-    if (!isDfosMessage(msg) || msg.dfos !== 'metrics') return;
+    if (!isDfosMessage(msg)) return;
     const id = (msg as unknown as { id: number }).id;
+    if (msg.dfos === 'status') {
+      reply({ dfos: 'status-reply', id, snapshot: server.board?.snapshot() });
+      return;
+    }
+    if (msg.dfos !== 'metrics') return;
     const metrics = server.metrics;
     void (metrics ? metrics.registry.getMetricsAsJSON() : Promise.resolve([])).then(
-      (list) => {
-        const reply: MetricsReply = { dfos: 'metrics-reply', id, metrics: list };
-        if (process.connected) process.send?.(reply);
-      },
+      (list) => reply({ dfos: 'metrics-reply', id, metrics: list }),
       () => undefined,
     );
   });

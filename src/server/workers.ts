@@ -1,16 +1,20 @@
 import cluster, { type Worker } from 'node:cluster';
+import { hostname } from 'node:os';
 import { resolve, join } from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
 import { RateLimiterClusterMaster } from 'rate-limiter-flexible';
 import { workerCount, type ServerConfig } from '../config/serverConfig.js';
 import { MemoryStore } from '../core/shared/ipc/MemoryStore.js';
-import { isDfosMessage, type LogLine, type MetricsReply, type StateReply, type StateRequest, type WorkerReady } from '../core/shared/ipc/protocol.js';
+import { isDfosMessage, type LogLine, type MetricsReply, type StateReply, type StateRequest, type StatusReply, type WorkerReady } from '../core/shared/ipc/protocol.js';
 import { usageFilePath } from '../core/UsageLedger.js';
 import { createLoggers, type Loggers } from '../logging/createLogger.js';
 import type { LogSink } from '../logging/logSink.js';
 import { RotatingFile, type LogRotation } from '../logging/RotatingFile.js';
 import { AdminServer } from '../ops/AdminServer.js';
+import { adminRoutes, type Readiness } from '../ops/adminRoutes.js';
 import { readAdminToken } from '../ops/adminToken.js';
+import { mergeStatusSnapshots } from '../status/mergeStatus.js';
+import type { StatusSnapshot } from '../status/StatusBoard.js';
 import { formatListenAddress, parseListenAddress } from '../util/listenAddress.js';
 import type { WorkerInfo } from './DfosServer.js';
 import type { RunOptions } from './runOptions.js';
@@ -20,8 +24,8 @@ const INDEX_ENV = 'DFOS_WORKER_INDEX';
 const COUNT_ENV = 'DFOS_WORKER_COUNT';
 /** Time a drained worker gets beyond the shutdown grace (aborting, flushing) before it is killed. */
 const DRAIN_MARGIN_MS = 10_000;
-/** How long the primary waits for a worker's metrics. */
-const METRICS_TIMEOUT_MS = 2000;
+/** How long the primary waits for a worker's metrics or status picture. */
+const ASK_TIMEOUT_MS = 2000;
 /** A worker that crashes within this long of its start is restarted only after RESTART_DELAY_MS. */
 const QUICK_CRASH_MS = 5000;
 const RESTART_DELAY_MS = 1000;
@@ -103,8 +107,9 @@ export async function runWorkers(config: ServerConfig, options: RunOptions = {})
   let address: WorkerReady | undefined;
   let stopped: () => void = () => undefined;
   const allExited = new Promise<void>((done) => (stopped = done));
-  const metricsWaiting = new Map<number, (m: unknown) => void>();
-  let nextMetrics = 1;
+  /** Answers awaited from workers (metrics, status), by request id. */
+  const waiting = new Map<number, (answer: unknown) => void>();
+  let nextRequest = 1;
 
   const fork = (index: number) => {
     const worker = cluster.fork({ [INDEX_ENV]: String(index), [COUNT_ENV]: String(count) });
@@ -147,7 +152,12 @@ export async function runWorkers(config: ServerConfig, options: RunOptions = {})
           break;
         case 'metrics-reply': {
           const reply = msg as MetricsReply;
-          metricsWaiting.get(reply.id)?.(reply.metrics);
+          waiting.get(reply.id)?.(reply.metrics);
+          break;
+        }
+        case 'status-reply': {
+          const reply = msg as StatusReply;
+          waiting.get(reply.id)?.(reply.snapshot);
           break;
         }
       }
@@ -176,47 +186,55 @@ export async function runWorkers(config: ServerConfig, options: RunOptions = {})
     });
   };
 
-  // The admin listener: health and readiness of the whole server, metrics summed over the workers.
+  // The admin listener: health and readiness of the whole server, metrics summed and the
+  // status page merged over the workers.
   let admin: AdminServer | undefined;
   const adminListen = config.adminListen === 'off' ? undefined : parseListenAddress(config.adminListen);
   if (adminListen) {
     const token = config.adminTokenFile === undefined ? undefined : await readAdminToken(resolve(config.adminTokenFile));
-    const collect = (worker: Worker) =>
-      new Promise<unknown>((done) => {
-        const id = nextMetrics++;
-        const timer = setTimeout(() => {
-          metricsWaiting.delete(id);
-          done(undefined);
-        }, METRICS_TIMEOUT_MS);
-        metricsWaiting.set(id, (m) => {
-          clearTimeout(timer);
-          metricsWaiting.delete(id);
-          done(m);
-        });
-        if (worker.isConnected()) worker.send({ dfos: 'metrics', id });
-      });
+    /** Asks every worker (bounded: a worker that does not answer in time is left out). */
+    const askAll = (kind: 'metrics' | 'status') =>
+      Promise.all(
+        [...workers.values()].map(
+          (worker) =>
+            new Promise<unknown>((done) => {
+              const id = nextRequest++;
+              const timer = setTimeout(() => {
+                waiting.delete(id);
+                done(undefined);
+              }, ASK_TIMEOUT_MS);
+              waiting.set(id, (answer) => {
+                clearTimeout(timer);
+                waiting.delete(id);
+                done(answer);
+              });
+              if (worker.isConnected()) worker.send({ dfos: kind, id });
+            }),
+        ),
+      );
+    const metrics = {
+      async exposition() {
+        const all = await askAll('metrics');
+        const registry = AggregatorRegistry.aggregate(all.filter((m): m is Parameters<typeof AggregatorRegistry.aggregate>[0][number] => Array.isArray(m)));
+        return { contentType: registry.contentType, text: await registry.metrics() };
+      },
+    };
+    const status = {
+      get title() {
+        return `${hostname()} ftp ${address?.host ?? config.host}:${address?.port ?? config.port} (${count} workers)`;
+      },
+      async snapshot() {
+        const all = await askAll('status');
+        return mergeStatusSnapshots(all.filter((s): s is StatusSnapshot => typeof s === 'object' && s !== null));
+      },
+    };
+    const readiness = (): Readiness => (draining ? 'draining' : listening ? 'ready' : 'starting');
     try {
       admin = await AdminServer.listen({
         listen: adminListen,
         ...(token !== undefined ? { token } : {}),
         log,
-        routes: {
-          '/healthz': { public: true, handle: () => ({ status: 200, body: 'ok\n' }) },
-          '/readyz': {
-            public: true,
-            handle: () => {
-              const state = draining ? 'draining' : listening ? 'ready' : 'starting';
-              return { status: state === 'ready' ? 200 : 503, body: `${state}\n` };
-            },
-          },
-          '/metrics': {
-            async handle() {
-              const all = await Promise.all([...workers.values()].map(collect));
-              const registry = AggregatorRegistry.aggregate(all.filter((m): m is Parameters<typeof AggregatorRegistry.aggregate>[0][number] => Array.isArray(m)));
-              return { status: 200, body: await registry.metrics(), contentType: registry.contentType };
-            },
-          },
-        },
+        routes: adminRoutes({ metrics, readiness, status }),
       });
     } catch (err) {
       console.error(`dfos: Cannot listen on ${formatListenAddress(adminListen)} for the admin listener: ${err instanceof Error ? err.message : String(err)}`);

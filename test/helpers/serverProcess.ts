@@ -72,6 +72,12 @@ export interface SpawnOptions {
   args?: string[];
   /** Replace the default flags entirely (storage, users, log dir, host, port...). */
   noDefaultFlags?: boolean;
+  /**
+   * Leave the number of workers to the server's default (one per CPU). Otherwise the server
+   * runs as a single process (`--workers 1`): most tests are about one process, and the
+   * workers have their own tests.
+   */
+  defaultWorkers?: boolean;
   /** Extra environment. */
   env?: Record<string, string | undefined>;
   /** Open an IPC channel (stdio 'ipc'), as pm2 does. */
@@ -132,6 +138,7 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
         '--ban-threshold', '0',
         // Tests run in parallel: never the fixed default 127.0.0.1:9121.
         '--admin-listen', '127.0.0.1:0',
+        ...(options.defaultWorkers ? [] : ['--workers', '1']),
       ];
   const child = spawn(process.execPath, [CLI, 'serve', ...defaults, ...(options.args ?? [])], {
     cwd: dirs.dir,

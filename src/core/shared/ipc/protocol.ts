@@ -57,9 +57,20 @@ export interface MetricsReply {
   metrics: unknown;
 }
 
+/** Primary → worker: send your status page picture (for the primary's merged page). Worker → primary: it (undefined without a board). */
+export interface StatusRequest {
+  dfos: 'status';
+  id: number;
+}
+export interface StatusReply {
+  dfos: 'status-reply';
+  id: number;
+  snapshot: unknown;
+}
+
 export type { LogLine };
-export type WorkerMessage = StateRequest | LogLine | WorkerReady | MetricsReply;
-export type PrimaryMessage = StateReply | MetricsRequest;
+export type WorkerMessage = StateRequest | LogLine | WorkerReady | MetricsReply | StatusReply;
+export type PrimaryMessage = StateReply | MetricsRequest | StatusRequest;
 
 /** Whether `msg` is one of DFOS's own messages. */
 export function isDfosMessage(msg: unknown): msg is { dfos: string } {
