@@ -9,7 +9,7 @@ function overlaps(a: Buffer, b: Buffer): boolean {
 }
 
 test('buffers taken at once never share memory, and are whole slots', (t) => {
-  const slab = new ReadBufferSlab(16 * SLOT_BYTES);
+  const slab = new ReadBufferSlab(16 * SLOT_BYTES, 16 * SLOT_BYTES);
   const taken = [slab.take(1), slab.take(SLOT_BYTES + 1), slab.take(4 * SLOT_BYTES), slab.take(SLOT_BYTES)];
   t.deepEqual(
     taken.map((b) => b.length),
@@ -20,7 +20,7 @@ test('buffers taken at once never share memory, and are whole slots', (t) => {
 });
 
 test('a buffer given back is reused by the next take, so steady downloads allocate nothing', (t) => {
-  const slab = new ReadBufferSlab(4 * SLOT_BYTES);
+  const slab = new ReadBufferSlab(4 * SLOT_BYTES, 4 * SLOT_BYTES);
   const first = slab.take(2 * SLOT_BYTES);
   slab.give(first);
   t.is(slab.bytesInUse, 0);
@@ -30,7 +30,7 @@ test('a buffer given back is reused by the next take, so steady downloads alloca
 });
 
 test('when no free run is long enough, take() returns a buffer of its own, and giving it back changes nothing', (t) => {
-  const slab = new ReadBufferSlab(4 * SLOT_BYTES);
+  const slab = new ReadBufferSlab(4 * SLOT_BYTES, 4 * SLOT_BYTES);
   const a = slab.take(SLOT_BYTES);
   const b = slab.take(2 * SLOT_BYTES);
   const c = slab.take(2 * SLOT_BYTES); // only one slot left
@@ -46,7 +46,30 @@ test('when no free run is long enough, take() returns a buffer of its own, and g
   t.is(slab.take(4 * SLOT_BYTES).buffer, b.buffer);
 });
 
-test('a size that is not a whole number of slots is refused', (t) => {
-  t.throws(() => new ReadBufferSlab(SLOT_BYTES + 1), { instanceOf: RangeError });
+test('segments are taken one at a time: a lone download costs one segment; a buffer never spans two', (t) => {
+  const slab = new ReadBufferSlab(12 * SLOT_BYTES, 4 * SLOT_BYTES);
+  t.is(slab.bytesAllocated, 0, 'nothing before the first take');
+  const a = slab.take(2 * SLOT_BYTES);
+  const b = slab.take(2 * SLOT_BYTES);
+  t.is(slab.bytesAllocated, 4 * SLOT_BYTES, 'both fit in the first segment');
+  t.is(a.buffer, b.buffer);
+  const c = slab.take(3 * SLOT_BYTES); // the first segment is full: the second is taken
+  t.not(c.buffer, a.buffer);
+  t.is(slab.bytesAllocated, 8 * SLOT_BYTES);
+  const d = slab.take(1);
+  t.is(d.buffer, c.buffer, 'the free slot of an allocated segment is used before a new segment');
+  slab.give(a);
+  const e = slab.take(2 * SLOT_BYTES);
+  t.is(e.buffer, a.buffer, 'freed slots are reused');
+  t.is(e.byteOffset, a.byteOffset);
+  t.is(slab.take(5 * SLOT_BYTES).buffer.byteLength, 5 * SLOT_BYTES, 'larger than a segment: a buffer of its own');
+  for (const x of [b, c, d, e]) slab.give(x);
+  t.is(slab.bytesInUse, 0);
+});
+
+test('a size that is not a whole number of segments or slots is refused', (t) => {
+  t.throws(() => new ReadBufferSlab(SLOT_BYTES + 1, SLOT_BYTES), { instanceOf: RangeError });
   t.throws(() => new ReadBufferSlab(0), { instanceOf: RangeError });
+  t.throws(() => new ReadBufferSlab(8 * SLOT_BYTES, 3 * SLOT_BYTES + 1), { instanceOf: RangeError });
+  t.throws(() => new ReadBufferSlab(8 * SLOT_BYTES, 3 * SLOT_BYTES), { instanceOf: RangeError });
 });

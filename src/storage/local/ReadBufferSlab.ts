@@ -6,9 +6,10 @@
  * sizes from its heap once a freed large block has raised its mmap threshold, and a heap
  * fragmented by thousands of freed buffers is never returned: after ftpbench's 200
  * parallel downloads the server kept ~150 MB more resident memory than while they ran.
- * The slab is one allocation (large enough that glibc always maps it on its own); a buffer
- * is a run of its 64 KiB slots, taken and given back, so steady downloads allocate nothing,
- * create no garbage, and resident memory never grows beyond the slab's pages in use.
+ * The slab is a few large allocations (4 MiB segments, each taken when first needed and
+ * large enough that glibc always maps it on its own); a buffer is a run of 64 KiB slots
+ * within one segment, taken and given back, so steady downloads allocate nothing, create
+ * no garbage, and memory never grows beyond the segments in use.
  *
  * A request the slab cannot serve (more downloads than it holds buffers for) gets an
  * ordinary buffer of its own, which the garbage collector frees as before.
@@ -16,17 +17,31 @@
 
 /** The unit of the slab: the smallest buffer a download reads with. */
 export const SLOT_BYTES = 64 << 10;
+/** The slab is allocated in segments of this size, each when a buffer first needs it. */
+export const SEGMENT_BYTES = 4 << 20;
 
 export class ReadBufferSlab {
-  private slab: Buffer | undefined;
+  /** The segments allocated so far (index i holds slots i*slotsPerSegment..). */
+  private readonly segments: (Buffer | undefined)[];
+  private readonly slotsPerSegment: number;
   /** 1 where a slot belongs to a buffer in use. */
   private readonly used: Uint8Array;
   /** Slots in use (for tests and metrics). */
   private inUse = 0;
 
-  /** `bytes`: the slab's size, a multiple of SLOT_BYTES; its memory is taken at the first use. */
-  constructor(readonly bytes: number) {
-    if (bytes <= 0 || bytes % SLOT_BYTES !== 0) throw new RangeError(`slab size ${bytes} is not a positive multiple of ${SLOT_BYTES}`);
+  /**
+   * `bytes`: the slab's size, a multiple of `segmentBytes` (itself a multiple of SLOT_BYTES);
+   * each segment's memory is taken when a buffer first lands in it, so a lone download
+   * costs one segment, not the whole slab.
+   */
+  constructor(
+    readonly bytes: number,
+    segmentBytes = SEGMENT_BYTES,
+  ) {
+    if (segmentBytes <= 0 || segmentBytes % SLOT_BYTES !== 0) throw new RangeError(`segment size ${segmentBytes} is not a positive multiple of ${SLOT_BYTES}`);
+    if (bytes <= 0 || bytes % segmentBytes !== 0) throw new RangeError(`slab size ${bytes} is not a positive multiple of the segment size ${segmentBytes}`);
+    this.slotsPerSegment = segmentBytes / SLOT_BYTES;
+    this.segments = new Array<Buffer | undefined>(bytes / segmentBytes).fill(undefined);
     this.used = new Uint8Array(bytes / SLOT_BYTES);
   }
 
@@ -35,18 +50,27 @@ export class ReadBufferSlab {
     return this.inUse * SLOT_BYTES;
   }
 
+  /** Bytes of the slab allocated so far (segments taken). */
+  get bytesAllocated(): number {
+    return this.segments.filter((s) => s !== undefined).length * this.slotsPerSegment * SLOT_BYTES;
+  }
+
   /**
-   * A buffer of `bytes` rounded up to whole slots: a free run of the slab (first fit), or,
-   * when none is long enough, a buffer of its own. Its content is whatever was there.
+   * A buffer of `bytes` rounded up to whole slots: a free run of the slab within one segment
+   * (first fit, segments already allocated first), or, when none is long enough, a buffer of
+   * its own. Its content is whatever was there.
    */
   take(bytes: number): Buffer {
     const slots = Math.max(1, Math.ceil(bytes / SLOT_BYTES));
-    const start = this.freeRun(slots);
-    if (start === -1) return Buffer.allocUnsafeSlow(slots * SLOT_BYTES);
-    this.slab ??= Buffer.allocUnsafeSlow(this.bytes);
+    if (slots > this.slotsPerSegment) return Buffer.allocUnsafeSlow(slots * SLOT_BYTES);
+    const start = this.freeRun(slots, true) ?? this.freeRun(slots, false);
+    if (start === undefined) return Buffer.allocUnsafeSlow(slots * SLOT_BYTES);
+    const index = Math.floor(start / this.slotsPerSegment);
+    const segment = (this.segments[index] ??= Buffer.allocUnsafeSlow(this.slotsPerSegment * SLOT_BYTES));
     this.used.fill(1, start, start + slots);
     this.inUse += slots;
-    return this.slab.subarray(start * SLOT_BYTES, (start + slots) * SLOT_BYTES);
+    const offset = (start - index * this.slotsPerSegment) * SLOT_BYTES;
+    return segment.subarray(offset, offset + slots * SLOT_BYTES);
   }
 
   /**
@@ -54,25 +78,28 @@ export class ReadBufferSlab {
    * more: the next take() may hand the same memory to another download.
    */
   give(buffer: Buffer): void {
-    const slab = this.slab;
-    if (slab === undefined || buffer.buffer !== slab.buffer) return; // a buffer of its own: the GC frees it
-    const start = (buffer.byteOffset - slab.byteOffset) / SLOT_BYTES;
+    const index = this.segments.findIndex((s) => s !== undefined && s.buffer === buffer.buffer);
+    if (index === -1) return; // a buffer of its own: the GC frees it
+    const start = index * this.slotsPerSegment + (buffer.byteOffset - this.segments[index]!.byteOffset) / SLOT_BYTES;
     const slots = buffer.length / SLOT_BYTES;
     this.used.fill(0, start, start + slots);
     this.inUse -= slots;
   }
 
-  /** The first index of `slots` free slots in a row, or -1. */
-  private freeRun(slots: number): number {
-    const used = this.used;
-    let run = 0;
-    for (let i = 0; i < used.length; i++) {
-      if (used[i] === 1) {
-        run = 0;
-        continue;
+  /** The first index of `slots` free slots in a row within one segment (allocated or not, as asked), or undefined. */
+  private freeRun(slots: number, allocated: boolean): number | undefined {
+    for (let index = 0; index < this.segments.length; index++) {
+      if ((this.segments[index] !== undefined) !== allocated) continue;
+      const first = index * this.slotsPerSegment;
+      let run = 0;
+      for (let i = first; i < first + this.slotsPerSegment; i++) {
+        if (this.used[i] === 1) {
+          run = 0;
+          continue;
+        }
+        if (++run === slots) return i - slots + 1;
       }
-      if (++run === slots) return i - slots + 1;
     }
-    return -1;
+    return undefined;
   }
 }
