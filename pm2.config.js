@@ -12,10 +12,10 @@
 // dfos.yaml in this folder (see dfos.example.yaml). `npx pm2 sendSignal SIGHUP dfos`
 // re-reads it. The kill_timeout below follows DFOS_SHUTDOWN_GRACE only.
 //
-// To use every core, set DFOS_WORKERS=0 (one worker per CPU) or DFOS_WORKERS=N and keep
-// this one fork-mode process: DFOS's primary forks the workers, slices the passive range
-// and keeps the state they share. Do not switch to exec_mode 'cluster' (see README,
-// "Running under pm2").
+// Every core is used by default: DFOS's primary, this one fork-mode process, forks one
+// worker per CPU, slices the passive range and keeps the state they share (DFOS_WORKERS=N
+// sets another number, DFOS_WORKERS=1 a single process). Do not switch to exec_mode
+// 'cluster' (see README, "Running under pm2").
 
 /** The server's shutdown grace in seconds (DFOS_SHUTDOWN_GRACE, default 30). */
 const grace = Number(process.env.DFOS_SHUTDOWN_GRACE ?? 30);
