@@ -11,7 +11,7 @@ import { DfosClient } from '../src/client/index.js';
 import { runCli } from './helpers/clientFixtures.js';
 import { CLI } from './helpers/serverProcess.js';
 import { freePort } from './helpers/ceph.js';
-import { auditLog } from './helpers/logFiles.js';
+import { auditLog, auditRecords } from './helpers/logFiles.js';
 import { FAMILIES, requireClient, runProgram, startServer } from './helpers/protocolFixtures.js';
 import { REPLY_MS } from './helpers/rawFtp.js';
 import type { TestServer } from './helpers/testServer.js';
@@ -154,7 +154,7 @@ test('plain Python ftplib FTP_TLS (no session reuse) gets 522 on data while reus
   const strict = await ftpsServer(t);
   const refused = await runProgram('python3', ['-c', PY_FTPS, String(strict.srv.port), strict.caFile, 'plain'], { timeoutMs: 30_000 });
   t.not(refused.code, 0, 'ftplib fails: its data connection was cut after the handshake');
-  const upload = (await auditLog(strict.srv.logDir)).find((e) => e.action === 'upload');
+  const [upload] = await auditRecords(strict.srv.logDir, (e) => e.action === 'upload');
   t.is(upload?.code, 522, 'the server refused the data connection from a new TLS session with 522');
   t.false((await readFile(join(strict.srv.storage, 'alice', 'py.txt')).catch(() => undefined)) !== undefined, 'no data was stored');
   const lax = await ftpsServer(t, { tlsSessionReuse: 'off' });

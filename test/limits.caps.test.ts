@@ -1,7 +1,7 @@
 import test from 'ava';
 import type { Socket } from 'node:net';
 import { firstLine } from './helpers/controlProbe.js';
-import { auditLog } from './helpers/logFiles.js';
+import { auditRecords } from './helpers/logFiles.js';
 import { RawFtp, REPLY_MS } from './helpers/rawFtp.js';
 import { spawnServer } from './helpers/serverProcess.js';
 import { startTestServer } from './helpers/testServer.js';
@@ -61,7 +61,7 @@ test('"maxSessions" of a user: the login past it gets 421 and is audited; other 
   const err = await t.throwsAsync(srv.client('alice'));
   t.regex(String(err?.message), /421 Too many sessions for this user \(1 allowed\)/);
   await t.notThrowsAsync(srv.client('bob'));
-  const refused = (await auditLog(srv.logDir)).find((e) => e.action === 'login' && e.result === 'failed' && e.user === 'alice');
+  const [refused] = await auditRecords(srv.logDir, (e) => e.action === 'login' && e.result === 'failed' && e.user === 'alice');
   t.is(refused?.code, 421);
   t.is(refused?.reason, 'session limit (1)');
 });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { auditLog } from './helpers/logFiles.js';
+import { auditRecords } from './helpers/logFiles.js';
 import { RawFtp } from './helpers/rawFtp.js';
 import { rawUpload } from './helpers/dataTransfer.js';
 import { startTestServer, type TestServer, type TestUser } from './helpers/testServer.js';
@@ -65,7 +65,7 @@ test('--max-file-size: an upload stops being accepted past the limit (552), the 
 
   // The session goes on; the audit says what was refused, with how little was written.
   t.is((await raw.command('NOOP')).code, 200);
-  const refused = (await auditLog(server.logDir)).filter((r) => r.action === 'upload' && r.result === 'failed');
+  const refused = await auditRecords(server.logDir, (r) => r.action === 'upload' && r.result === 'failed', 2);
   t.is(refused.length, 2);
   for (const r of refused) {
     t.is(r.code, 552);

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { startDataCommand } from './helpers/dataTransfer.js';
 import { FAMILIES, loginAt, oneReply, requireClient, runProgram, startServer } from './helpers/protocolFixtures.js';
-import { auditLog } from './helpers/logFiles.js';
+import { auditRecords } from './helpers/logFiles.js';
 import { REPLY_MS } from './helpers/rawFtp.js';
 import type { TestServer } from './helpers/testServer.js';
 
@@ -105,7 +105,7 @@ for (const family of FAMILIES) {
     t.true(log.includes('---> ABOR'), 'lftp sent ABOR');
     const replies = after.split('\n').filter((l) => l.includes('<--- ')).map((l) => l.slice(l.indexOf('<--- ') + 5, l.indexOf('<--- ') + 8));
     t.deepEqual(replies.slice(0, 2), ['426', '226'], after.slice(0, 600));
-    const aborted = (await auditLog(srv.logDir)).find((e) => e.action === 'download' && e.result === 'aborted');
+    const [aborted] = await auditRecords(srv.logDir, (e) => e.action === 'download' && e.result === 'aborted');
     t.truthy(aborted, 'the download is recorded as aborted');
   });
 }

@@ -26,3 +26,23 @@ export function dfosLog(logDir: string): Promise<Record<string, unknown>[]> {
 export function auditLog(logDir: string): Promise<Record<string, unknown>[]> {
   return readJsonLines(join(logDir, 'audit.log'));
 }
+
+/**
+ * The audit records matching `match`, once there are at least `atLeast` of them. The server
+ * writes a record after it has sent the reply the client acts on, so a test that reads the
+ * file right after a reply can be a few milliseconds early: this polls (every 25 ms, at most
+ * `timeoutMs`) and returns what matched at the end either way, for the test to assert on.
+ */
+export async function auditRecords(
+  logDir: string,
+  match: (record: Record<string, unknown>) => boolean,
+  atLeast = 1,
+  timeoutMs = 5000,
+): Promise<Record<string, unknown>[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = (await auditLog(logDir)).filter(match);
+    if (found.length >= atLeast || Date.now() >= deadline) return found;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
