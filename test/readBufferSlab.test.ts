@@ -73,3 +73,38 @@ test('a size that is not a whole number of segments or slots is refused', (t) =>
   t.throws(() => new ReadBufferSlab(8 * SLOT_BYTES, 3 * SLOT_BYTES + 1), { instanceOf: RangeError });
   t.throws(() => new ReadBufferSlab(8 * SLOT_BYTES, 3 * SLOT_BYTES), { instanceOf: RangeError });
 });
+
+test('segments empty for the idle time are let go (onRelease runs once); a segment in use, or emptied since, stays', async (t) => {
+  let releases = 0;
+  const slab = new ReadBufferSlab(8 * SLOT_BYTES, 4 * SLOT_BYTES, 60_000, () => releases++);
+  const a = slab.take(4 * SLOT_BYTES); // fills segment 0
+  const b = slab.take(SLOT_BYTES); // segment 1
+  t.is(slab.bytesAllocated, 8 * SLOT_BYTES);
+  slab.give(a);
+  t.is(slab.releaseIdle(60_000), 0, 'segment 0 has not been empty for the idle time yet');
+  t.is(releases, 0);
+  t.is(slab.releaseIdle(0), 4 * SLOT_BYTES, 'segment 0 is empty: let go; segment 1 holds b');
+  t.is(releases, 1);
+  t.is(slab.bytesAllocated, 4 * SLOT_BYTES);
+  t.is(slab.releaseIdle(0), 0, 'nothing more to let go: no second onRelease');
+  t.is(releases, 1);
+  // The next buffer lands in the segment still allocated; a let-go segment is taken afresh when needed.
+  const c = slab.take(SLOT_BYTES);
+  t.is(c.buffer, b.buffer);
+  const d = slab.take(4 * SLOT_BYTES);
+  t.not(d.buffer, a.buffer);
+  t.is(slab.bytesInUse, 6 * SLOT_BYTES);
+  for (const x of [b, c, d]) slab.give(x);
+  t.is(slab.releaseIdle(0), 8 * SLOT_BYTES);
+  t.is(slab.bytesAllocated, 0);
+});
+
+test('the release runs by itself once a segment has been empty for the idle time', async (t) => {
+  let releases = 0;
+  const slab = new ReadBufferSlab(4 * SLOT_BYTES, 4 * SLOT_BYTES, 30, () => releases++);
+  slab.give(slab.take(SLOT_BYTES));
+  const deadline = Date.now() + 5000;
+  while (slab.bytesAllocated !== 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.is(slab.bytesAllocated, 0);
+  t.is(releases, 1);
+});

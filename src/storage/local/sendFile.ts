@@ -1,6 +1,7 @@
 import { read } from 'node:fs';
 import type { Socket } from 'node:net';
-import { ReadBufferSlab, SLOT_BYTES } from './ReadBufferSlab.js';
+import { collectGarbage } from '../../util/collectGarbage.js';
+import { ReadBufferSlab, SEGMENT_IDLE_MS, SLOT_BYTES } from './ReadBufferSlab.js';
 
 /** Size of each read from disk: large reads keep syscalls per GiB low. */
 const CHUNK_BYTES = 1 << 20;
@@ -9,7 +10,7 @@ const CHUNK_BYTES = 1 << 20;
  * lets up to 16 downloads read 1 MiB at a time and 256 read 64 KiB at a time.
  */
 const BUFFER_BUDGET = 32 << 20;
-const slab = new ReadBufferSlab(BUFFER_BUDGET);
+const slab = new ReadBufferSlab(BUFFER_BUDGET, undefined, SEGMENT_IDLE_MS, collectGarbage);
 
 /**
  * Sends a file from `start` to its end over `socket`, then ends the socket (FIN) and
