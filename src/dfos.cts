@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { setFlagsFromString } from 'node:v8';
+import { allocatorEnv } from './server/allocator.cjs';
 
 /**
  * The `dfos` executable (package.json "bin", `npm start`, pm2): sizes libuv's thread pool,
@@ -25,6 +26,25 @@ process.env.UV_THREADPOOL_SIZE ??= '32';
  * operator's own semi-space flag (node option or NODE_OPTIONS) is left alone.
  */
 if (!/semi[-_]space/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`)) setFlagsFromString('--semi-space-growth-factor=1');
+
+/*
+ * `serve` runs on jemalloc when installed (see server/allocator.cts): the allocator is chosen
+ * when a process starts, so the process replaces itself with the same command under the
+ * right environment (same PID, same stdio) where Node offers process.execve. Not under an
+ * IPC channel (pm2 in fork mode), which does not survive the replacement: there the
+ * workers, forked with that environment, still get it.
+ */
+if (process.argv[2] === 'serve') {
+  const allocator = allocatorEnv();
+  if ('error' in allocator) {
+    process.stderr.write(`dfos: ${allocator.error}\n`);
+    process.exit(2);
+  }
+  const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
+  if (Object.keys(allocator.add).length > 0 && typeof execve === 'function' && process.channel === undefined) {
+    execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, ...allocator.add });
+  }
+}
 
 import('./cli.js').catch((err: unknown) => {
   process.stderr.write(`dfos: cannot start: ${err instanceof Error ? err.message : String(err)}; run \`npm install\` (it builds dist/)\n`);

@@ -16,6 +16,7 @@ import { readAdminToken } from '../ops/adminToken.js';
 import { mergeStatusSnapshots } from '../status/mergeStatus.js';
 import type { StatusSnapshot } from '../status/StatusBoard.js';
 import { formatListenAddress, parseListenAddress } from '../util/listenAddress.js';
+import { allocatorEnv } from './allocator.cjs';
 import type { WorkerInfo } from './DfosServer.js';
 import type { RunOptions } from './runOptions.js';
 
@@ -111,8 +112,11 @@ export async function runWorkers(config: ServerConfig, options: RunOptions = {})
   const waiting = new Map<number, (answer: unknown) => void>();
   let nextRequest = 1;
 
+  // Workers run on jemalloc when installed (see allocator.cts); a DFOS_ALLOCATOR mistake was refused at start (dfos.cts).
+  const allocator = allocatorEnv();
+  const allocatorAdd = 'add' in allocator ? allocator.add : {};
   const fork = (index: number) => {
-    const worker = cluster.fork({ [INDEX_ENV]: String(index), [COUNT_ENV]: String(count) });
+    const worker = cluster.fork({ ...allocatorAdd, [INDEX_ENV]: String(index), [COUNT_ENV]: String(count) });
     const started = Date.now();
     workers.set(index, worker);
     names.set(worker, index);
