@@ -17,6 +17,17 @@
 // sets another number, DFOS_WORKERS=1 a single process). Do not switch to exec_mode
 // 'cluster' (see README, "Running under pm2").
 
+import { allocatorEnv } from './dist/server/allocator.cjs';
+
+/**
+ * jemalloc for the process pm2 starts (see README, "Memory allocator"): under pm2 DFOS cannot
+ * replace itself (pm2's IPC channel would not survive), so with DFOS_WORKERS=1 the allocator
+ * comes from here; the workers of the default setup get it from DFOS either way. Nothing is
+ * added when jemalloc is not installed or DFOS_ALLOCATOR=system; a wrong DFOS_ALLOCATOR is
+ * reported by the server itself.
+ */
+const allocator = allocatorEnv();
+
 /** The server's shutdown grace in seconds (DFOS_SHUTDOWN_GRACE, default 30). */
 const grace = Number(process.env.DFOS_SHUTDOWN_GRACE ?? 30);
 const graceSeconds = Number.isFinite(grace) && grace >= 0 ? grace : 30;
@@ -46,6 +57,7 @@ export const apps = [
     merge_logs: true,
     env: {
       NODE_ENV: 'production',
+      ...('add' in allocator ? allocator.add : {}),
     },
   },
 ];

@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -110,6 +110,7 @@ test('pm2.config.js: pm2 waits for ready, the server takes uploads, and `pm2 sto
   t.regex(started.stdout, /waiting for app to be ready|wait_ready/i, 'pm2 waits for the ready signal');
   const app = await pm2.app();
   t.is(app?.pm2_env.status, 'online');
+  t.true(readFileSync(`/proc/${app!.pid}/maps`, 'utf8').includes('libjemalloc.so'), 'pm2 starts the server on jemalloc (pm2.config.js env)');
   t.is(app?.pm2_env.wait_ready, true);
   t.is(app?.pm2_env.exec_mode, 'fork_mode');
   t.true((app?.pm2_env.kill_timeout ?? 0) > GRACE * 1000, `kill_timeout ${app?.pm2_env.kill_timeout} must exceed the grace`);

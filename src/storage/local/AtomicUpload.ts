@@ -36,6 +36,14 @@ const UPLOAD_BUFFER_MAX = 1 << 20;
 const UPLOAD_BUFFER_MIN = 64 << 10;
 /** Uploads open in this process right now. */
 let openUploads = 0;
+/**
+ * With fsync, a durable upload starts flushing to disk each time this much more was written,
+ * while it goes on receiving (one flush at a time). Without it the kernel starts writing only
+ * once the page cache's dirty threshold is reached (gigabytes on a large machine), and the
+ * fsync at the end waits for the whole file: a 1 GiB upload took receive time + flush time,
+ * 1.6-4.0 s where `dd conv=fsync` of the same file took 0.81-1.30 s.
+ */
+export const EARLY_FLUSH_BYTES = 32 << 20;
 
 /** Files (by device and inode) with an append in place running in this process. */
 const appending = new Set<string>();
@@ -65,11 +73,21 @@ export class AtomicUpload extends Writable implements WriteSink {
   private committed = false;
   /** Bytes received from the client (not counting content kept from the old file). */
   bytesReceived = 0;
+  /** Early flushes started so far (see EARLY_FLUSH_BYTES). */
+  earlyFlushes = 0;
+  /** Bytes written since the last early flush started. */
+  private unflushed = 0;
+  /** The early flush running, if any. */
+  private flushing: Promise<void> | undefined;
+  /** What an early flush failed with: the upload fails with it. */
+  private flushError: unknown;
 
   private constructor(
     private readonly target: UploadTarget,
     private readonly dir: HeldDirectory,
     startPosition: number,
+    /** Durable upload: flush early as it grows (see EARLY_FLUSH_BYTES). */
+    private readonly sync: boolean,
   ) {
     // No autoDestroy: finishing the stream must not discard it before commit() is called.
     const share = Math.floor(UPLOAD_BUFFER_BUDGET / (openUploads + 1));
@@ -93,10 +111,10 @@ export class AtomicUpload extends Writable implements WriteSink {
       const sync = mode.fsync ?? true;
       if (existing && (mode.append || (resumeAt > 0 && resumeAt === existing.size))) {
         const target = await appendInPlace(dir, name, clientPath, existing, sync);
-        return new AtomicUpload(target, dir, existing.size);
+        return new AtomicUpload(target, dir, existing.size, sync);
       }
       const target = await replaceViaTemp(dir, name, clientPath, existing && resumeAt > 0 ? resumeAt : 0, sync);
-      return new AtomicUpload(target, dir, existing && resumeAt > 0 ? resumeAt : 0);
+      return new AtomicUpload(target, dir, existing && resumeAt > 0 ? resumeAt : 0, sync);
     } catch (err) {
       await dir.close();
       throw err;
@@ -121,6 +139,30 @@ export class AtomicUpload extends Writable implements WriteSink {
     }
     this.position += total;
     this.bytesReceived += total;
+    if (this.flushError !== undefined) throw this.flushError;
+    this.unflushed += total;
+    if (this.sync && this.unflushed >= EARLY_FLUSH_BYTES && this.flushing === undefined) this.startEarlyFlush();
+  }
+
+  /** Starts writing what was received so far to disk, without waiting for it. */
+  private startEarlyFlush(): void {
+    this.unflushed = 0;
+    this.earlyFlushes++;
+    this.flushing = this.target.handle.datasync().then(
+      () => {
+        this.flushing = undefined;
+      },
+      (err: unknown) => {
+        this.flushError ??= err;
+        this.flushing = undefined;
+      },
+    );
+  }
+
+  /** Waits for a running early flush; throws what an early flush failed with. */
+  private async settleEarlyFlush(): Promise<void> {
+    await this.flushing;
+    if (this.flushError !== undefined) throw this.flushError;
   }
 
   /** The stream the upload's bytes are written into (this object). */
@@ -138,6 +180,7 @@ export class AtomicUpload extends Writable implements WriteSink {
     if (!this.writableFinished) throw new StorageError('io', 'The upload was not finished before its commit');
     if (this.destroyed) throw new StorageError('io', 'The upload was discarded before its commit');
     try {
+      await this.settleEarlyFlush();
       await this.target.commit();
       this.committed = true;
     } finally {
@@ -158,8 +201,9 @@ export class AtomicUpload extends Writable implements WriteSink {
       this.dir.close().then(() => callback(error), () => callback(error));
       return;
     }
-    this.target
-      .discard()
+    this.settleEarlyFlush()
+      .catch(() => undefined)
+      .then(() => this.target.discard())
       .catch(() => undefined)
       .then(() => this.dir.close())
       .then(
