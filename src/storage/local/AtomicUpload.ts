@@ -233,6 +233,9 @@ async function replaceViaTemp(dir: HeldDirectory, name: string, clientPath: stri
       if (sync) await handle.datasync();
       await handle.close();
       await rename(dir.at(temp), dir.at(name));
+      // The rename is a change of the directory: durable only once the directory is synced
+      // (else a crash right after the 226 could leave the old version, or nothing, there).
+      if (sync) await syncDirectory(dir);
     },
     discard,
   };
