@@ -337,7 +337,7 @@ export class DfosServer {
       admin: server.admin ? server.admin.url : 'off',
       ...(server.admin && adminToken !== undefined ? { adminToken: 'required' } : {}),
       ...(config.rateTotal > 0 ? { rateTotal: config.rateTotal } : {}),
-      ...(shared ? { redis: maskSecret('redis', config.redis), node: nodeId } : {}),
+      ...(shared ? { ...(config.redis !== undefined ? { redis: maskSecret('redis', config.redis) } : {}), node: nodeId } : {}),
       ...(config.trustedProxies.length > 0 ? { trustedProxies: config.trustedProxies } : {}),
     });
     return server;
