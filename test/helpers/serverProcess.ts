@@ -86,6 +86,8 @@ export interface SpawnOptions {
   noWait?: boolean;
   /** Bound on the start-up wait. */
   startTimeoutMs?: number;
+  /** A command the server runs under, as an argv prefix (e.g. `['strace', '-f', ...]`); `child` is then that command. */
+  wrapper?: string[];
 }
 
 /** Environment without any DFOS_* variable inherited from the test runner. */
@@ -140,7 +142,8 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
         '--admin-listen', '127.0.0.1:0',
         ...(options.defaultWorkers ? [] : ['--workers', '1']),
       ];
-  const child = spawn(process.execPath, [CLI, 'serve', ...defaults, ...(options.args ?? [])], {
+  const command = [...(options.wrapper ?? []), process.execPath, CLI, 'serve', ...defaults, ...(options.args ?? [])];
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: dirs.dir,
     env: cleanEnv(options.env),
     stdio: options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
