@@ -42,7 +42,12 @@ if (process.argv[2] === 'serve') {
   }
   const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
   if (Object.keys(allocator.add).length > 0 && typeof execve === 'function' && process.channel === undefined) {
-    execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, ...allocator.add });
+    try {
+      execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, ...allocator.add });
+    } catch (err) {
+      // Not fatal: this process goes on, on the system allocator.
+      process.stderr.write(`dfos: could not restart on jemalloc (${err instanceof Error ? err.message : String(err)}); running on the system allocator (DFOS_ALLOCATOR=system hides this)\n`);
+    }
   }
 }
 
