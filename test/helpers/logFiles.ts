@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pollUntil } from './serverProcess.js';
 
 /** Reading the server's JSON-lines logs (dfos.log and audit.log) in tests. */
 
@@ -39,10 +40,10 @@ export async function auditRecords(
   atLeast = 1,
   timeoutMs = 5000,
 ): Promise<Record<string, unknown>[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = (await auditLog(logDir)).filter(match);
-    if (found.length >= atLeast || Date.now() >= deadline) return found;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  let found: Record<string, unknown>[] = [];
+  await pollUntil(async () => {
+    found = (await auditLog(logDir)).filter(match);
+    return found.length >= atLeast;
+  }, timeoutMs, 25);
+  return found;
 }
