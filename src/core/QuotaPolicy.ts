@@ -148,8 +148,8 @@ export class UploadAllowance {
 
 /**
  * The upload's sink with every chunk taken from `allowance` before it is written: the
- * chunk that would cross a limit fails the stream (and so the transfer) without being
- * written. Backpressure and errors pass through; commit() and abort() settle the
+ * chunk that would cross a limit fails the stream (and so the transfer), or makes copyIn
+ * throw, without being written. Backpressure and errors pass through; commit() and abort() settle the
  * allowance.
  */
 export function limitedSink(sink: WriteSink, allowance: UploadAllowance): WriteSink {
@@ -177,8 +177,19 @@ export function limitedSink(sink: WriteSink, allowance: UploadAllowance): WriteS
     },
   });
   inner.on('error', (err) => stream.destroy(err));
+  const copyIn = sink.copyIn?.bind(sink);
+  const room = sink.room?.bind(sink);
   return {
     stream,
+    ...(copyIn && room
+      ? {
+          copyIn(bytes: Buffer) {
+            allowance.take(bytes.length);
+            return copyIn(bytes);
+          },
+          room,
+        }
+      : {}),
     get bytesWritten() {
       return sink.bytesWritten;
     },

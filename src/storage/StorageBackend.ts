@@ -100,9 +100,22 @@ export interface ReadHandle {
 }
 
 /** An upload in progress: write into `stream`, then commit() or abort(). */
+/** The most bytes one WriteSink.copyIn() call takes (one socket read). */
+export const COPY_IN_MAX = 64 << 10;
+
 export interface WriteSink {
   /** Where the bytes go; finishing the stream does not publish them. */
   readonly stream: Writable;
+  /**
+   * Offered by sinks that copy the bytes into memory of their own: takes up to COPY_IN_MAX
+   * bytes at once, so a reader may receive every chunk into one reused buffer (no garbage
+   * per chunk). Returns whether the next call may follow at once; when false, wait for
+   * room(). Throws what the upload failed with (a write error, a limit). The bytes come
+   * before anything written to `stream`, which is then only ended.
+   */
+  copyIn?(bytes: Buffer): boolean;
+  /** With copyIn: resolves once copyIn may be called again; rejects with what the upload failed with. */
+  room?(): Promise<void>;
   /** Bytes written so far (not counting content kept from the old file). */
   readonly bytesWritten: number;
   /** Publishes the upload (durably) after the stream has finished. */

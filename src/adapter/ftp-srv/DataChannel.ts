@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FtpConnection, FtpConnector } from './internals.js';
 import { normaliseAddress } from '../../util/address.js';
+import { SharedBufferSocket } from '../../util/SharedBufferSocket.js';
 import type { ProxyGate } from '../../proxy/ProxyGate.js';
 import { ReplyError } from './replyError.js';
 import { serverTls } from './tlsCommands.js';
@@ -257,14 +258,17 @@ export class DataChannel implements FtpConnector {
     this.adopt(socket);
   }
 
-  private adopt(socket: Socket): void {
+  private adopt(accepted: Socket): void {
+    const session = sessionOf(this.connection);
+    const secureFor = session?.protectData && session.context.tls ? session : undefined;
+    // A plain connection reads into the shared buffer (uploads then allocate nothing per read).
+    const socket = secureFor ? accepted : SharedBufferSocket.adopt(accepted);
     socket.on('error', () => undefined);
     // No Nagle: a listing or a file's last partial segment goes out at once instead of
     // waiting for the client's delayed ACK.
     socket.setNoDelay(true);
-    const session = sessionOf(this.connection);
-    if (session?.protectData && session.context.tls) {
-      this.adoptSecure(socket, session);
+    if (secureFor) {
+      this.adoptSecure(socket, secureFor);
       return;
     }
     this.use(socket);
@@ -315,7 +319,9 @@ export class DataChannel implements FtpConnector {
 
   private connectActive(target: { host: string; port: number; family: 4 | 6 }): Promise<Socket> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: target.host, port: target.port, family: target.family });
+      const options = { host: target.host, port: target.port, family: target.family };
+      // A plain connection reads into the shared buffer, as an accepted one does (see adopt).
+      const socket = sessionOf(this.connection)?.protectData ? connect(options) : SharedBufferSocket.connect(options);
       const timer = setTimeout(() => socket.destroy(new Error('active data connection timed out')), this.options.connectTimeoutMs);
       socket.once('connect', () => {
         clearTimeout(timer);

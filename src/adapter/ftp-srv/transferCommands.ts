@@ -7,6 +7,7 @@ import { describeFailure, ReplyError } from './replyError.js';
 import { sessionOf } from './Session.js';
 import { fileSessionOf } from './connectionFs.js';
 import { openDataConnection } from './dataConnection.js';
+import { receiveUpload } from './receiveUpload.js';
 
 /** Takes (and clears) the REST offset, so a failed transfer never leaks it to the next one. */
 function takeRestOffset(connection: FtpConnection): number | undefined {
@@ -75,7 +76,7 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
     const ended = endedNormally(socket);
     // The user's upload rate applies to the bytes on the wire (before TYPE A conversion).
     const stages = [...core.bandwidth.up.stages(), ...(this.transferType === 'ascii' ? [new CrlfToLf()] : [])];
-    await pipeline([socket, ...stages, upload.sink.stream]);
+    await receiveUpload(socket, stages, upload.sink);
     await ended();
   } catch (err) {
     const failure = transferFailure(this, err);

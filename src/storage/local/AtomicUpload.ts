@@ -1,9 +1,10 @@
 import { constants, type Stats } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { StorageError, type WriteSink } from '../StorageBackend.js';
+import { COPY_IN_MAX, StorageError, type WriteSink } from '../StorageBackend.js';
 import { newJournalName, newTempName, type AppendJournal } from './hiddenTemp.js';
 import type { HeldDirectory } from './JailResolver.js';
+import { StagedFileWriter } from './StagedFileWriter.js';
 
 /** How an upload relates to the existing target. */
 export interface UploadMode {
@@ -24,18 +25,6 @@ export interface UploadMode {
 const EXISTING_FILE = constants.O_NOFOLLOW | constants.O_NONBLOCK;
 /** Bytes copied at a time when a resumed upload keeps the first part of a file. */
 const COPY_CHUNK = 1 << 20;
-/**
- * Upload bytes held in memory between the socket and the disk, shared by all running uploads:
- * each upload may buffer an equal share of it (UPLOAD_BUFFER_MAX at most, UPLOAD_BUFFER_MIN
- * at least), fixed when it opens. A lone upload writes up to 1 MiB per system call; 200 at
- * once hold ~80 KiB each instead of 1 MiB (the 200 × 10 MB STOR stage of ftpbench peaked at
- * ~200 MB more resident memory, which the allocator then kept).
- */
-const UPLOAD_BUFFER_BUDGET = 16 << 20;
-const UPLOAD_BUFFER_MAX = 1 << 20;
-const UPLOAD_BUFFER_MIN = 64 << 10;
-/** Uploads open in this process right now. */
-let openUploads = 0;
 /**
  * With fsync, a durable upload starts flushing to disk each time this much more was written,
  * while it goes on receiving (one flush at a time). Without it the kernel starts writing only
@@ -70,7 +59,6 @@ interface UploadTarget {
  * (or destroying the stream) discards.
  */
 export class AtomicUpload extends Writable implements WriteSink {
-  private position: number;
   private committed = false;
   /** Bytes received from the client (not counting content kept from the old file). */
   bytesReceived = 0;
@@ -82,6 +70,8 @@ export class AtomicUpload extends Writable implements WriteSink {
   private flushing: Promise<void> | undefined;
   /** What an early flush failed with: the upload fails with it. */
   private flushError: unknown;
+  /** Copies the received chunks and writes them to the file in large writes. */
+  private readonly writer: StagedFileWriter;
 
   private constructor(
     private readonly target: UploadTarget,
@@ -91,11 +81,9 @@ export class AtomicUpload extends Writable implements WriteSink {
     private readonly sync: boolean,
   ) {
     // No autoDestroy: finishing the stream must not discard it before commit() is called.
-    const share = Math.floor(UPLOAD_BUFFER_BUDGET / (openUploads + 1));
-    super({ highWaterMark: Math.max(UPLOAD_BUFFER_MIN, Math.min(UPLOAD_BUFFER_MAX, share)), decodeStrings: true, autoDestroy: false });
-    openUploads++;
-    this.once('close', () => openUploads--);
-    this.position = startPosition;
+    // The writer stages what arrives; the stream itself queues at most one more socket read.
+    super({ highWaterMark: 64 << 10, decodeStrings: true, autoDestroy: false });
+    this.writer = new StagedFileWriter(target.handle, startPosition, (bytes) => this.written(bytes));
   }
 
   /**
@@ -122,26 +110,40 @@ export class AtomicUpload extends Writable implements WriteSink {
     }
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.writeAll([chunk]).then(() => callback(), callback);
-  }
-
-  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    this.writeAll(chunks.map((c) => c.chunk)).then(() => callback(), callback);
-  }
-
-  private async writeAll(buffers: Buffer[]): Promise<void> {
-    let total = 0;
-    for (const b of buffers) total += b.length;
-    let written = 0;
-    while (written < total) {
-      const { bytesWritten } = await this.target.handle.writev(sliceBuffers(buffers, written), this.position + written);
-      written += bytesWritten;
-    }
-    this.position += total;
-    this.bytesReceived += total;
+  /** Copies bytes in at once (WriteSink.copyIn): see StagedFileWriter. */
+  copyIn(bytes: Buffer): boolean {
     if (this.flushError !== undefined) throw this.flushError;
-    this.unflushed += total;
+    this.bytesReceived += bytes.length;
+    return this.writer.copyIn(bytes);
+  }
+
+  /** WriteSink.room: see StagedFileWriter. */
+  room(): Promise<void> {
+    return this.writer.room();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.writeChunk(chunk).then(() => callback(), callback);
+  }
+
+  /** A chunk from the stream, copied in COPY_IN_MAX pieces as room allows. */
+  private async writeChunk(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length; at += COPY_IN_MAX) {
+      if (!this.writer.hasRoom) await this.writer.room();
+      this.copyIn(chunk.subarray(at, at + COPY_IN_MAX));
+    }
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.writer
+      .flush()
+      .then(() => this.writer.release())
+      .then(() => callback(), callback);
+  }
+
+  /** After each write to the file: starts an early flush when enough was written since the last. */
+  private written(bytes: number): void {
+    this.unflushed += bytes;
     if (this.sync && this.unflushed >= EARLY_FLUSH_BYTES && this.flushing === undefined) this.startEarlyFlush();
   }
 
@@ -202,7 +204,9 @@ export class AtomicUpload extends Writable implements WriteSink {
       this.dir.close().then(() => callback(error), () => callback(error));
       return;
     }
-    this.settleEarlyFlush()
+    this.writer
+      .release()
+      .then(() => this.settleEarlyFlush())
       .catch(() => undefined)
       .then(() => this.target.discard())
       .catch(() => undefined)
@@ -325,18 +329,4 @@ async function syncDirectory(dir: HeldDirectory): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-function sliceBuffers(buffers: Buffer[], skip: number): Buffer[] {
-  if (skip === 0) return buffers;
-  const out: Buffer[] = [];
-  for (const b of buffers) {
-    if (skip >= b.length) {
-      skip -= b.length;
-      continue;
-    }
-    out.push(skip > 0 ? b.subarray(skip) : b);
-    skip = 0;
-  }
-  return out;
 }

@@ -1,7 +1,7 @@
 import { read } from 'node:fs';
 import type { Socket } from 'node:net';
 import { collectGarbage } from '../../util/collectGarbage.js';
-import { ReadBufferSlab, SEGMENT_IDLE_MS, SLOT_BYTES } from './ReadBufferSlab.js';
+import { BufferSlab, SEGMENT_IDLE_MS, SLOT_BYTES } from './BufferSlab.js';
 
 /** Size of each read from disk: large reads keep syscalls per GiB low. */
 const CHUNK_BYTES = 1 << 20;
@@ -10,7 +10,7 @@ const CHUNK_BYTES = 1 << 20;
  * lets up to 16 downloads read 1 MiB at a time and 256 read 64 KiB at a time.
  */
 const BUFFER_BUDGET = 32 << 20;
-const slab = new ReadBufferSlab(BUFFER_BUDGET, undefined, SEGMENT_IDLE_MS, collectGarbage);
+const slab = new BufferSlab(BUFFER_BUDGET, undefined, SEGMENT_IDLE_MS, collectGarbage);
 
 /**
  * Sends a file from `start` to its end over `socket`, then ends the socket (FIN) and
@@ -20,7 +20,7 @@ const slab = new ReadBufferSlab(BUFFER_BUDGET, undefined, SEGMENT_IDLE_MS, colle
  *
  * Why not `pipeline(createReadStream(), socket)`: a read stream allocates a new buffer for
  * every chunk, and waits for the socket to drain before it reads on. Here two buffers
- * (up to 1 MiB each, see bufferSize; taken from the shared slab, see ReadBufferSlab) alternate: the next chunk is read from disk while the
+ * (up to 1 MiB each, see bufferSize; taken from the shared slab, see BufferSlab) alternate: the next chunk is read from disk while the
  * previous one is being written, and a buffer is reused only after the socket reported it
  * written. On loopback curl fetches a 1 GiB file in 0.52–0.65 s instead of 1.0–1.3 s
  * (A/B on the same machine).

@@ -1,5 +1,7 @@
 /**
- * The read buffers of local downloads, carved from one slab allocated once and reused.
+ * Transfer buffers carved from one slab allocated once and reused: local downloads read
+ * into them (sendFile.ts), local uploads stage into them (StagedFileWriter.ts), each from a
+ * slab of its own.
  *
  * Why: downloads used to allocate their buffers per transfer (up to 1 MiB each, shrinking
  * as more downloads started) and leave them to the garbage collector. glibc serves such
@@ -20,14 +22,14 @@
  * for good); the next download takes a fresh segment, which costs one 4 MiB mapping.
  */
 
-/** The unit of the slab: the smallest buffer a download reads with. */
+/** The unit of the slab: the smallest buffer it hands out. */
 export const SLOT_BYTES = 64 << 10;
 /** The slab is allocated in segments of this size, each when a buffer first needs it. */
 export const SEGMENT_BYTES = 4 << 20;
 /** A segment empty for this long is let go (steady downloads keep theirs: each end restarts the clock). */
 export const SEGMENT_IDLE_MS = 5000;
 
-export class ReadBufferSlab {
+export class BufferSlab {
   /** The segments allocated so far (index i holds slots i*slotsPerSegment..). */
   private readonly segments: (Buffer | undefined)[];
   private readonly slotsPerSegment: number;

@@ -1,7 +1,7 @@
 import test from 'ava';
-import { ReadBufferSlab, SLOT_BYTES } from '../src/storage/local/ReadBufferSlab.js';
+import { BufferSlab, SLOT_BYTES } from '../src/storage/local/BufferSlab.js';
 
-/** ReadBufferSlab: the reused memory behind local downloads' read buffers. */
+/** BufferSlab: the reused memory behind local downloads' read buffers and uploads' staging buffers. */
 
 function overlaps(a: Buffer, b: Buffer): boolean {
   if (a.buffer !== b.buffer) return false;
@@ -9,7 +9,7 @@ function overlaps(a: Buffer, b: Buffer): boolean {
 }
 
 test('buffers taken at once never share memory, and are whole slots', (t) => {
-  const slab = new ReadBufferSlab(16 * SLOT_BYTES, 16 * SLOT_BYTES);
+  const slab = new BufferSlab(16 * SLOT_BYTES, 16 * SLOT_BYTES);
   const taken = [slab.take(1), slab.take(SLOT_BYTES + 1), slab.take(4 * SLOT_BYTES), slab.take(SLOT_BYTES)];
   t.deepEqual(
     taken.map((b) => b.length),
@@ -20,7 +20,7 @@ test('buffers taken at once never share memory, and are whole slots', (t) => {
 });
 
 test('a buffer given back is reused by the next take, so steady downloads allocate nothing', (t) => {
-  const slab = new ReadBufferSlab(4 * SLOT_BYTES, 4 * SLOT_BYTES);
+  const slab = new BufferSlab(4 * SLOT_BYTES, 4 * SLOT_BYTES);
   const first = slab.take(2 * SLOT_BYTES);
   slab.give(first);
   t.is(slab.bytesInUse, 0);
@@ -30,7 +30,7 @@ test('a buffer given back is reused by the next take, so steady downloads alloca
 });
 
 test('when no free run is long enough, take() returns a buffer of its own, and giving it back changes nothing', (t) => {
-  const slab = new ReadBufferSlab(4 * SLOT_BYTES, 4 * SLOT_BYTES);
+  const slab = new BufferSlab(4 * SLOT_BYTES, 4 * SLOT_BYTES);
   const a = slab.take(SLOT_BYTES);
   const b = slab.take(2 * SLOT_BYTES);
   const c = slab.take(2 * SLOT_BYTES); // only one slot left
@@ -47,7 +47,7 @@ test('when no free run is long enough, take() returns a buffer of its own, and g
 });
 
 test('segments are taken one at a time: a lone download costs one segment; a buffer never spans two', (t) => {
-  const slab = new ReadBufferSlab(12 * SLOT_BYTES, 4 * SLOT_BYTES);
+  const slab = new BufferSlab(12 * SLOT_BYTES, 4 * SLOT_BYTES);
   t.is(slab.bytesAllocated, 0, 'nothing before the first take');
   const a = slab.take(2 * SLOT_BYTES);
   const b = slab.take(2 * SLOT_BYTES);
@@ -68,15 +68,15 @@ test('segments are taken one at a time: a lone download costs one segment; a buf
 });
 
 test('a size that is not a whole number of segments or slots is refused', (t) => {
-  t.throws(() => new ReadBufferSlab(SLOT_BYTES + 1, SLOT_BYTES), { instanceOf: RangeError });
-  t.throws(() => new ReadBufferSlab(0), { instanceOf: RangeError });
-  t.throws(() => new ReadBufferSlab(8 * SLOT_BYTES, 3 * SLOT_BYTES + 1), { instanceOf: RangeError });
-  t.throws(() => new ReadBufferSlab(8 * SLOT_BYTES, 3 * SLOT_BYTES), { instanceOf: RangeError });
+  t.throws(() => new BufferSlab(SLOT_BYTES + 1, SLOT_BYTES), { instanceOf: RangeError });
+  t.throws(() => new BufferSlab(0), { instanceOf: RangeError });
+  t.throws(() => new BufferSlab(8 * SLOT_BYTES, 3 * SLOT_BYTES + 1), { instanceOf: RangeError });
+  t.throws(() => new BufferSlab(8 * SLOT_BYTES, 3 * SLOT_BYTES), { instanceOf: RangeError });
 });
 
 test('segments empty for the idle time are let go (onRelease runs once); a segment in use, or emptied since, stays', async (t) => {
   let releases = 0;
-  const slab = new ReadBufferSlab(8 * SLOT_BYTES, 4 * SLOT_BYTES, 60_000, () => releases++);
+  const slab = new BufferSlab(8 * SLOT_BYTES, 4 * SLOT_BYTES, 60_000, () => releases++);
   const a = slab.take(4 * SLOT_BYTES); // fills segment 0
   const b = slab.take(SLOT_BYTES); // segment 1
   t.is(slab.bytesAllocated, 8 * SLOT_BYTES);
@@ -101,7 +101,7 @@ test('segments empty for the idle time are let go (onRelease runs once); a segme
 
 test('the release runs by itself once a segment has been empty for the idle time', async (t) => {
   let releases = 0;
-  const slab = new ReadBufferSlab(4 * SLOT_BYTES, 4 * SLOT_BYTES, 30, () => releases++);
+  const slab = new BufferSlab(4 * SLOT_BYTES, 4 * SLOT_BYTES, 30, () => releases++);
   slab.give(slab.take(SLOT_BYTES));
   const deadline = Date.now() + 5000;
   while (slab.bytesAllocated !== 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));

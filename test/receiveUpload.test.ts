@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import test from 'ava';
+import { receiveUpload } from '../src/adapter/ftp-srv/receiveUpload.js';
+import type { WriteSink } from '../src/storage/StorageBackend.js';
+import { AtomicUpload } from '../src/storage/local/AtomicUpload.js';
+import { JailResolver } from '../src/storage/local/JailResolver.js';
+import { SharedBufferSocket } from '../src/util/SharedBufferSocket.js';
+
+/** receiveUpload: from a data connection into a local upload, straight through copyIn when it can. */
+
+interface Received {
+  stored?: Buffer;
+  leftovers: string[];
+  copyIns: number;
+  error?: unknown;
+}
+
+/**
+ * Accepts one connection (moved into a SharedBufferSocket), receives it into an atomic
+ * upload of `up.bin` with `stages`, commits (or aborts on failure); `client` drives the peer.
+ */
+async function receive(client: (port: number) => void, stages: () => PassThrough[] = () => []): Promise<Received> {
+  const root = await mkdtemp(join(tmpdir(), 'dfos-receive-'));
+  try {
+    const upload = await AtomicUpload.open(await new JailResolver(root).openDirectory('/'), 'up.bin', '/up.bin', undefined, { fsync: false });
+    let copyIns = 0;
+    const sink: WriteSink = {
+      stream: upload.stream,
+      get bytesWritten() {
+        return upload.bytesWritten;
+      },
+      commit: () => upload.commit(),
+      abort: () => upload.abort(),
+      copyIn(bytes) {
+        copyIns++;
+        return upload.copyIn(bytes);
+      },
+      room: () => upload.room(),
+    };
+    const server = createServer({ pauseOnConnect: true });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const accepted = once(server, 'connection') as Promise<[Socket]>;
+    client((server.address() as AddressInfo).port);
+    const socket = SharedBufferSocket.adopt((await accepted)[0]);
+    server.close();
+    socket.on('error', () => undefined);
+    let error: unknown;
+    try {
+      await receiveUpload(socket, stages(), sink);
+      await sink.commit();
+    } catch (err) {
+      error = err;
+      await sink.abort();
+    }
+    socket.destroy();
+    const names = await readdir(root);
+    return {
+      stored: names.includes('up.bin') ? await readFile(join(root, 'up.bin')) : undefined,
+      leftovers: names.filter((n) => n !== 'up.bin'),
+      copyIns,
+      error,
+    };
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+function sendAll(data: Buffer): (port: number) => void {
+  return (port) => {
+    const client = connect(port, '127.0.0.1', () => client.end(data));
+    client.on('error', () => undefined);
+  };
+}
+
+test('without stages every byte goes through copyIn and the upload is stored exact', async (t) => {
+  const data = randomBytes(8 * 1024 * 1024 + 3);
+  const got = await receive(sendAll(data));
+  t.is(got.error, undefined);
+  t.true(got.stored?.equals(data));
+  t.true(got.copyIns > 0, 'copyIn was used');
+  t.deepEqual(got.leftovers, []);
+});
+
+test('with a stage the bytes go through the stream pipeline, exact', async (t) => {
+  const data = randomBytes(3 * 1024 * 1024);
+  const got = await receive(sendAll(data), () => [new PassThrough()]);
+  t.is(got.error, undefined);
+  t.true(got.stored?.equals(data));
+  t.is(got.copyIns, 0);
+});
+
+test('a connection reset mid-upload rejects and the upload leaves nothing behind', async (t) => {
+  const got = await receive((port) => {
+    const client = connect(port, '127.0.0.1', () => {
+      client.write(randomBytes(1024 * 1024), () => setTimeout(() => client.resetAndDestroy(), 50));
+    });
+    client.on('error', () => undefined);
+  });
+  t.truthy(got.error);
+  t.is(got.stored, undefined);
+  t.deepEqual(got.leftovers, [], 'the temporary is gone');
+});
