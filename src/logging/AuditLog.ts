@@ -1,4 +1,5 @@
-import type winston from 'winston';
+import type { LogSink } from './logSink.js';
+import { redact } from './redact.js';
 
 /** Actions recorded in the audit trail. */
 export type AuditAction =
@@ -47,14 +48,22 @@ export interface AuditEvent {
 export type AuditListener = (event: AuditEvent) => void;
 
 /**
- * Writes audit records (one JSON object per line, with a timestamp) to the audit logger,
- * and hands each to the listeners, so other views of the same trail (the xferlog) come
- * from the one record per operation the core writes.
+ * Writes audit records (one JSON object per line, with a timestamp) to audit.log, and hands
+ * each to the listeners, so other views of the same trail (the xferlog) come from the one
+ * record per operation the core writes.
+ *
+ * The line is made here, not by a winston logger: the same JSON (keys sorted, `level` and
+ * `message` as winston wrote them, secrets redacted) without a logger's stream pipeline,
+ * which cost ~30 µs of CPU per record, two records per session (login, logout).
  */
 export class AuditLog {
   private readonly listeners: AuditListener[] = [];
 
-  constructor(private readonly logger: winston.Logger) {}
+  /** `fields` go into every record (a worker's `worker: N`). */
+  constructor(
+    private readonly sink: Pick<LogSink, 'write'>,
+    private readonly fields: Record<string, unknown> = {},
+  ) {}
 
   /** Adds a listener called with every record after it is written. */
   listen(listener: AuditListener): void {
@@ -63,7 +72,15 @@ export class AuditLog {
 
   /** Records one action. */
   record(event: AuditEvent): void {
-    this.logger.info(event.action, { ...event });
+    this.sink.write(auditLine(event, this.fields, new Date()));
     for (const listener of this.listeners) listener(event);
   }
+}
+
+/** One audit.log line: the record's defined fields, sorted by key, as JSON. */
+export function auditLine(event: AuditEvent, fields: Record<string, unknown>, time: Date): string {
+  const record = redact({ ...fields, ...event, level: 'info', message: event.action, timestamp: time.toISOString() }) as Record<string, unknown>;
+  const sorted: Record<string, unknown> = {};
+  for (const key of Object.keys(record).sort()) if (record[key] !== undefined) sorted[key] = record[key];
+  return JSON.stringify(sorted);
 }

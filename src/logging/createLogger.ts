@@ -1,9 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import winston from 'winston';
+import { AuditLog } from './AuditLog.js';
 import { redact } from './redact.js';
 import type { LogRotation } from './RotatingFile.js';
-import type { LogSink } from './logSink.js';
+import { openLogSink, type LogSink } from './logSink.js';
 import { RotatingFileTransport } from './rotatingFileTransport.js';
 
 /** Log levels accepted by `--log-level`; `trace` also shows ftp-srv's per-command tracing. */
@@ -49,7 +50,7 @@ export interface Loggers {
   /** Operational log: console (human) and `<logDir>/dfos.log` (JSON lines). */
   log: winston.Logger;
   /** Audit trail: `<logDir>/audit.log`, one JSON object per action. */
-  auditLog: winston.Logger;
+  audit: AuditLog;
   /**
    * Writes to fresh dfos.log and audit.log files from now on (SIGHUP, after the system's
    * logrotate moved them away); a new rotation setting applies from there.
@@ -67,7 +68,7 @@ export function createLoggers(options: LoggerOptions): Loggers {
   const json = winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json());
   const rotation = options.rotation ?? DEFAULT_ROTATION;
   const dfosFile = new RotatingFileTransport(join(options.logDir, 'dfos.log'), rotation, json);
-  const auditFile = new RotatingFileTransport(join(options.logDir, 'audit.log'), rotation, json);
+  const auditFile = openLogSink(join(options.logDir, 'audit.log'), rotation);
   const transports: winston.transport[] = [dfosFile];
   if (options.console) {
     // Colours only on a terminal: piped output (pm2 logs, journald, files) stays plain text.
@@ -82,24 +83,17 @@ export function createLoggers(options: LoggerOptions): Loggers {
   }
   const meta = options.fields ? { defaultMeta: options.fields } : {};
   const log = winston.createLogger({ levels: LEVELS, level: options.level, transports, exitOnError: false, ...meta });
-  const auditLog = winston.createLogger({
-    ...meta,
-    levels: LEVELS,
-    level: 'info',
-    transports: [auditFile],
-    exitOnError: false,
-  });
   log.on('error', () => undefined);
-  auditLog.on('error', () => undefined);
   let closing: Promise<void> | undefined;
   return {
     log,
-    auditLog,
+    audit: new AuditLog(auditFile, options.fields),
     reopen: (next) => {
-      for (const t of [dfosFile, auditFile]) t.file.reopen(next);
+      dfosFile.file.reopen(next);
+      auditFile.reopen(next);
     },
-    files: { dfos: dfosFile.file, audit: auditFile.file },
-    close: () => (closing ??= Promise.all([endLogger(log, dfosFile), endLogger(auditLog, auditFile)]).then(() => undefined)),
+    files: { dfos: dfosFile.file, audit: auditFile },
+    close: () => (closing ??= Promise.all([endLogger(log, dfosFile), auditFile.close()]).then(() => undefined)),
   };
 }
 

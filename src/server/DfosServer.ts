@@ -215,13 +215,12 @@ export class DfosServer {
       rotation: rotationOf(config),
       ...(worker ? { fields: { worker: worker.index } } : {}),
     });
-    const { log, auditLog } = loggers;
+    const { log, audit } = loggers;
     const adminToken = config.adminTokenFile === undefined ? undefined : await readAdminToken(resolve(config.adminTokenFile));
     const users = await UserStore.load(resolve(config.users));
     const tls = await loadTls(config, loggers);
     const storage = await createStorageBackend(config);
     await storage.start((message, fields, level = 'info') => log[level](message, fields));
-    const audit = new AuditLog(auditLog);
     const nodeId = worker ? `${nodeIdentity()}-w${worker.index}` : nodeIdentity();
     const shared = await openSharedState(config, log, nodeId, worker);
     // Among workers, only the first keeps bans.json (and polls it for `dfos bans lift`); the

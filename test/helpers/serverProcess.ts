@@ -308,8 +308,7 @@ export async function probeGreeting(port: number, host = '127.0.0.1', timeoutMs 
  * command finishing after teardown) cannot take the whole file down; shutdown.test.ts
  * proves the bug itself in a child process.
  */
-export function tolerateLateLogs(server: { loggers: { log: NodeJS.EventEmitter; auditLog: NodeJS.EventEmitter } }): void {
-  for (const logger of [server.loggers.log, server.loggers.auditLog]) {
-    if (logger.listenerCount('error') === 0) logger.on('error', () => undefined);
-  }
+export function tolerateLateLogs(server: { loggers: { log: NodeJS.EventEmitter } }): void {
+  const logger = server.loggers.log;
+  if (logger.listenerCount('error') === 0) logger.on('error', () => undefined);
 }
