@@ -43,10 +43,11 @@ export class SharedBufferSocket extends Socket {
   /**
    * The connection of `socket` (accepted paused, not read from yet) in a SharedBufferSocket,
    * paused; `socket` is destroyed without closing the connection (its server counts it as
-   * gone). Returns `socket` itself when it cannot be moved (already reading or read from).
+   * gone). Returns `socket` itself when it cannot be moved (not a plain net.Socket, already
+   * reading or read from).
    */
   static adopt(socket: Socket): Socket {
-    if (socket instanceof SharedBufferSocket) return socket;
+    if (Object.getPrototypeOf(socket) !== Socket.prototype) return socket; // TLS, or adopted already
     const internals = socket as unknown as SocketInternals;
     const handle = internals._handle;
     if (handle === null || handle === undefined || handle.reading !== false || socket.readableLength > 0 || socket.destroyed) return socket;

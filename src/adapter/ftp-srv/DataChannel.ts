@@ -258,20 +258,35 @@ export class DataChannel implements FtpConnector {
     this.adopt(socket);
   }
 
-  private adopt(accepted: Socket): void {
-    const session = sessionOf(this.connection);
-    const secureFor = session?.protectData && session.context.tls ? session : undefined;
-    // A plain connection reads into the shared buffer (uploads then allocate nothing per read).
-    const socket = secureFor ? accepted : SharedBufferSocket.adopt(accepted);
+  private adopt(socket: Socket): void {
     socket.on('error', () => undefined);
     // No Nagle: a listing or a file's last partial segment goes out at once instead of
     // waiting for the client's delayed ACK.
     socket.setNoDelay(true);
-    if (secureFor) {
-      this.adoptSecure(socket, secureFor);
+    const session = sessionOf(this.connection);
+    if (session?.protectData && session.context.tls) {
+      this.adoptSecure(socket, session);
       return;
     }
     this.use(socket);
+  }
+
+  /**
+   * For an upload about to read the data connection: the connection moved into a socket
+   * that reads into the buffer shared by all (see SharedBufferSocket and receiveUpload),
+   * or the same socket when it cannot move (TLS, or reading already).
+   */
+  readIntoSharedBuffer(): Socket | null {
+    const current = this.ready;
+    if (!current) return current;
+    const socket = SharedBufferSocket.adopt(current);
+    if (socket === current) return current;
+    socket.on('error', () => undefined);
+    socket.setNoDelay(true);
+    this.setStallTimeout(socket);
+    this.dataSocket = socket;
+    this.ready = socket;
+    return socket;
   }
 
   /**
@@ -307,9 +322,7 @@ export class DataChannel implements FtpConnector {
   }
 
   private use(socket: Socket): void {
-    if (this.options.stallTimeoutMs > 0) {
-      socket.setTimeout(this.options.stallTimeoutMs, () => socket.destroy(new Error('data connection stalled')));
-    }
+    this.setStallTimeout(socket);
     this.dataSocket = socket;
     this.ready = socket;
     const waiters = this.waiters;
@@ -317,10 +330,17 @@ export class DataChannel implements FtpConnector {
     for (const w of waiters) w.resolve(socket);
   }
 
+  private setStallTimeout(socket: Socket): void {
+    if (this.options.stallTimeoutMs > 0) {
+      socket.setTimeout(this.options.stallTimeoutMs, () => socket.destroy(new Error('data connection stalled')));
+    }
+  }
+
   private connectActive(target: { host: string; port: number; family: 4 | 6 }): Promise<Socket> {
     return new Promise((resolve, reject) => {
       const options = { host: target.host, port: target.port, family: target.family };
-      // A plain connection reads into the shared buffer, as an accepted one does (see adopt).
+      // A plain connection reads into the shared buffer from the start (an accepted one is
+      // moved there when an upload begins: readIntoSharedBuffer).
       const socket = sessionOf(this.connection)?.protectData ? connect(options) : SharedBufferSocket.connect(options);
       const timer = setTimeout(() => socket.destroy(new Error('active data connection timed out')), this.options.connectTimeoutMs);
       socket.once('connect', () => {

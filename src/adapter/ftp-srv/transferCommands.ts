@@ -6,6 +6,7 @@ import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
 import { describeFailure, ReplyError } from './replyError.js';
 import { sessionOf } from './Session.js';
 import { fileSessionOf } from './connectionFs.js';
+import { DataChannel } from './DataChannel.js';
 import { openDataConnection } from './dataConnection.js';
 import { receiveUpload } from './receiveUpload.js';
 
@@ -72,10 +73,14 @@ async function store(this: FtpConnection, command: FtpCommand, unique: boolean):
   if (session) session.transferTarget = { path: upload.path };
   try {
     const name = upload.path.split('/').pop()!;
-    const socket = await openDataConnection(this, unique ? `FILE: ${name}` : `Opening data connection for ${upload.path}`);
-    const ended = endedNormally(socket);
     // The user's upload rate applies to the bytes on the wire (before TYPE A conversion).
     const stages = [...core.bandwidth.up.stages(), ...(this.transferType === 'ascii' ? [new CrlfToLf()] : [])];
+    const opened = await openDataConnection(this, unique ? `FILE: ${name}` : `Opening data connection for ${upload.path}`);
+    // Straight from the shared read buffer into the sink when nothing stands between them.
+    const connector = this.connector;
+    const direct = stages.length === 0 && upload.sink.copyIn !== undefined && connector instanceof DataChannel;
+    const socket = (direct ? connector.readIntoSharedBuffer() : null) ?? opened;
+    const ended = endedNormally(socket);
     await receiveUpload(socket, stages, upload.sink);
     await ended();
   } catch (err) {
