@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -11,6 +10,7 @@ import type { WriteSink } from '../src/storage/StorageBackend.js';
 import { AtomicUpload } from '../src/storage/local/AtomicUpload.js';
 import { JailResolver } from '../src/storage/local/JailResolver.js';
 import { SharedBufferSocket } from '../src/util/SharedBufferSocket.js';
+import { listenLoopback, sendAndEnd } from './helpers/loopbackSocket.js';
 
 /** receiveUpload: from a data connection into a local upload, straight through copyIn when it can. */
 
@@ -43,12 +43,11 @@ async function receive(client: (port: number) => void, stages: () => PassThrough
       },
       room: () => upload.room(),
     };
-    const server = createServer({ pauseOnConnect: true });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const accepted = once(server, 'connection') as Promise<[Socket]>;
-    client((server.address() as AddressInfo).port);
-    const socket = SharedBufferSocket.adopt((await accepted)[0]);
+    let accept: (socket: Socket) => void = () => undefined;
+    const accepted = new Promise<Socket>((resolve) => (accept = resolve));
+    const { server, port } = await listenLoopback((socket) => accept(socket));
+    client(port);
+    const socket = SharedBufferSocket.adopt(await accepted);
     server.close();
     socket.on('error', () => undefined);
     let error: unknown;
@@ -73,10 +72,7 @@ async function receive(client: (port: number) => void, stages: () => PassThrough
 }
 
 function sendAll(data: Buffer): (port: number) => void {
-  return (port) => {
-    const client = connect(port, '127.0.0.1', () => client.end(data));
-    client.on('error', () => undefined);
-  };
+  return (port) => void sendAndEnd(port, data);
 }
 
 test('without stages every byte goes through copyIn and the upload is stored exact', async (t) => {

@@ -1,25 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import test from 'ava';
 import { SharedBufferSocket } from '../src/util/SharedBufferSocket.js';
+import { listenLoopback, sendAndEnd } from './helpers/loopbackSocket.js';
 
 /** SharedBufferSocket: an accepted connection moved into a socket that reads into one shared buffer. */
-
-/** A loopback server whose accepted sockets (paused, as the passive listeners accept them) go to `onSocket`. */
-async function listen(onSocket: (socket: Socket, server: Server) => void, pauseOnConnect = true): Promise<{ server: Server; port: number }> {
-  const server = createServer({ pauseOnConnect }, (socket) => onSocket(socket, server));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port };
-}
-
-/** Connects, sends `data` and half-closes. */
-function send(port: number, data: Buffer): Socket {
-  const client = connect(port, '127.0.0.1', () => client.end(data));
-  client.on('error', () => undefined);
-  return client;
-}
 
 test('with a consumer every read goes to it, in the one shared buffer, and the bytes arrive exact; the old socket is gone for its server', async (t) => {
   const data = randomBytes(4 * 1024 * 1024 + 7);
@@ -27,7 +13,7 @@ test('with a consumer every read goes to it, in the one shared buffer, and the b
   const arrays = new Set<ArrayBufferLike>();
   let serverClosed = false;
   const done = new Promise<Socket>((resolve) => {
-    void listen((accepted, server) => {
+    void listenLoopback((accepted, server) => {
       const socket = SharedBufferSocket.adopt(accepted);
       t.true(socket instanceof SharedBufferSocket);
       t.true(accepted.destroyed, 'the accepted socket is destroyed');
@@ -39,7 +25,7 @@ test('with a consumer every read goes to it, in the one shared buffer, and the b
       });
       socket.on('end', () => resolve(socket));
       socket.resume();
-    }).then(({ port }) => send(port, data));
+    }).then(({ port }) => sendAndEnd(port, data));
   });
   const socket = await done;
   t.true(Buffer.concat(received).equals(data));
@@ -50,7 +36,7 @@ test('with a consumer every read goes to it, in the one shared buffer, and the b
 
 test('without a consumer it is an ordinary stream (reads copied out), and false from a consumer stops reading until resume()', async (t) => {
   const data = randomBytes(2 * 1024 * 1024);
-  const { server, port } = await listen((accepted) => {
+  const { server, port } = await listenLoopback((accepted) => {
     const socket = SharedBufferSocket.adopt(accepted) as SharedBufferSocket;
     let calls = 0;
     let shared: ArrayBufferLike | undefined;
@@ -75,19 +61,19 @@ test('without a consumer it is an ordinary stream (reads copied out), and false 
       socket.resume();
     }, 200);
   });
-  send(port, data);
+  sendAndEnd(port, data);
   await once(server, 'done');
   server.close();
 });
 
 test('a socket already reading is not moved', async (t) => {
-  const { server, port } = await listen((accepted) => {
+  const { server, port } = await listenLoopback((accepted) => {
     const socket = SharedBufferSocket.adopt(accepted);
     t.is(socket, accepted);
     socket.destroy();
     server.emit('done');
   }, false);
-  send(port, Buffer.from('x'));
+  sendAndEnd(port, Buffer.from('x'));
   await once(server, 'done');
   server.close();
 });
