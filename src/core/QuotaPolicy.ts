@@ -149,8 +149,8 @@ export class UploadAllowance {
 /**
  * The upload's sink with every chunk taken from `allowance` before it is written: the
  * chunk that would cross a limit fails the stream (and so the transfer), or makes copyIn
- * throw, without being written. Backpressure and errors pass through; commit() and abort() settle the
- * allowance.
+ * throw, without being written. Backpressure and errors pass through; commit() and abort()
+ * settle the allowance.
  */
 export function limitedSink(sink: WriteSink, allowance: UploadAllowance): WriteSink {
   const inner = sink.stream;

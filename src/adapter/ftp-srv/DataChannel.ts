@@ -280,12 +280,7 @@ export class DataChannel implements FtpConnector {
     const current = this.ready;
     if (!current) return current;
     const socket = SharedBufferSocket.adopt(current);
-    if (socket === current) return current;
-    socket.on('error', () => undefined);
-    socket.setNoDelay(true);
-    this.setStallTimeout(socket);
-    this.dataSocket = socket;
-    this.ready = socket;
+    if (socket !== current) this.adopt(socket); // a plain socket: its options, then use()
     return socket;
   }
 
@@ -322,18 +317,14 @@ export class DataChannel implements FtpConnector {
   }
 
   private use(socket: Socket): void {
-    this.setStallTimeout(socket);
+    if (this.options.stallTimeoutMs > 0) {
+      socket.setTimeout(this.options.stallTimeoutMs, () => socket.destroy(new Error('data connection stalled')));
+    }
     this.dataSocket = socket;
     this.ready = socket;
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.resolve(socket);
-  }
-
-  private setStallTimeout(socket: Socket): void {
-    if (this.options.stallTimeoutMs > 0) {
-      socket.setTimeout(this.options.stallTimeoutMs, () => socket.destroy(new Error('data connection stalled')));
-    }
   }
 
   private connectActive(target: { host: string; port: number; family: 4 | 6 }): Promise<Socket> {
