@@ -7,7 +7,8 @@ import { sendFile } from '../src/storage/local/sendFile.js';
 import { sameBytes, tempDir } from './helpers/clientFixtures.js';
 
 /**
- * sendFile: the download loop behind RETR (two reused 1 MiB buffers). Real files, real
+ * sendFile: the download loop behind RETR (two reused buffers of up to 1 MiB; one when more
+ * than 16 downloads run, as in the 60-download test below). Real files, real
  * loopback sockets: exact bytes across chunk boundaries and from offsets, a clean FIN at
  * the end, and a rejection (never a crash or a hang) when the receiver goes away.
  */

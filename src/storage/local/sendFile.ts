@@ -7,7 +7,8 @@ import { BufferSlab, SEGMENT_IDLE_MS, SLOT_BYTES } from './BufferSlab.js';
 const CHUNK_BYTES = 1 << 20;
 /**
  * Buffer memory that all running downloads share (see bufferSize): one slab, reused. 32 MiB
- * lets up to 16 downloads read 1 MiB at a time and 256 read 64 KiB at a time.
+ * lets up to 16 downloads read 1 MiB at a time into two buffers each, and 256 read 128 KiB
+ * at a time into one buffer each (see OVERLAP_UP_TO).
  */
 const BUFFER_BUDGET = 32 << 20;
 const slab = new BufferSlab(BUFFER_BUDGET, undefined, SEGMENT_IDLE_MS, collectGarbage);
@@ -20,9 +21,10 @@ const slab = new BufferSlab(BUFFER_BUDGET, undefined, SEGMENT_IDLE_MS, collectGa
  *
  * Why not `pipeline(createReadStream(), socket)`: a read stream allocates a new buffer for
  * every chunk, and waits for the socket to drain before it reads on. Here two buffers
- * (up to 1 MiB each, see bufferSize; taken from the shared slab, see BufferSlab) alternate: the next chunk is read from disk while the
- * previous one is being written, and a buffer is reused only after the socket reported it
- * written. On loopback curl fetches a 1 GiB file in 0.52–0.65 s instead of 1.0–1.3 s
+ * (up to 1 MiB each, see bufferSize; taken from the shared slab, see BufferSlab) alternate:
+ * the next chunk is read from disk while the previous one is being written (when many
+ * downloads run, one buffer, see OVERLAP_UP_TO), and a buffer is reused only after the
+ * socket reported it written. On loopback curl fetches a 1 GiB file in 0.52–0.65 s instead of 1.0–1.3 s
  * (A/B on the same machine).
  *
  * Rejects with the socket's error (reset, data timeout, ABOR) or the read error; the
@@ -37,30 +39,38 @@ export async function sendFile(file: number, socket: Socket, start: number, expe
   let pending: Promise<void> | undefined;
   /** The buffer `pending` writes from: given back to the slab only once that write is over. */
   let writing: Buffer | undefined;
+  /** This download's buffers from the slab: two while it overlaps reads and writes, else one. */
+  const held: Buffer[] = [];
   active++;
-  const firstSize = bufferSize(expectedBytes);
-  const buffers = [slab.take(firstSize), slab.take(firstSize)];
   try {
     let position = start;
-    for (let i = 0; ; i++) {
-      // Here at most one write (the other buffer) is in flight, so this one is free.
-      let buffer = buffers[i % 2]!;
-      const share = bufferSize(Infinity);
-      if (share <= buffer.length / 2) {
-        slab.give(buffer);
-        buffer = buffers[i % 2] = slab.take(share);
+    for (;;) {
+      if (active > OVERLAP_UP_TO) {
+        // Crowded: one buffer. Its write must be over before the next read goes into it.
+        if (pending) await pending;
+        pending = writing = undefined;
+        if (held.length === 2) slab.give(held.pop()!);
       }
+      let index = held.findIndex((b) => b !== writing);
+      if (index === -1) index = held.push(slab.take(bufferSize(expectedBytes))) - 1;
+      else {
+        const share = bufferSize(Infinity);
+        if (share <= held[index]!.length / 2) {
+          slab.give(held[index]!);
+          held[index] = slab.take(share);
+        }
+      }
+      const buffer = held[index]!;
       const bytesRead = await readAt(file, buffer, position);
       if (socketError) throw socketError;
       if (pending) await pending;
-      writing = undefined;
+      pending = writing = undefined;
       if (bytesRead === 0) break;
       position += bytesRead;
       writing = buffer;
       pending = writeChunk(socket, bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
       pending.catch(() => undefined);
     }
-    pending = undefined;
     await new Promise<void>((resolve, reject) => {
       if (socketError) return reject(socketError);
       socket.end((err?: Error | null) => {
@@ -72,7 +82,7 @@ export async function sendFile(file: number, socket: Socket, start: number, expe
   } finally {
     active--;
     socket.off('error', onError);
-    for (const buffer of buffers) {
+    for (const buffer of held) {
       // A write still in flight (the transfer failed meanwhile) may still read its buffer:
       // it goes back when the socket is done with it (written, or cancelled on destroy).
       if (buffer === writing && pending) void pending.then(() => slab.give(buffer), () => slab.give(buffer));
@@ -92,13 +102,25 @@ function readAt(fd: number, buffer: Buffer, position: number): Promise<number> {
 let active = 0;
 
 /**
- * The size of each of a download's two buffers. They share BUFFER_BUDGET among the running
- * downloads (a lone download reads 1 MiB at a time, 200 at once 64 KiB each; a running
+ * Up to this many running downloads, each reads into two buffers, so that its next chunk
+ * is read from disk while the previous one is being written: what a few fast streams need.
+ * Past it (when two 1 MiB buffers each no longer fit the budget), each download reads into
+ * one buffer of twice the size instead: the other downloads keep the disk and the CPU
+ * busy, and what costs then is the number of chunks, every read being a round trip to
+ * libuv's thread pool (a wake-up on another core and back). Same memory, half the round
+ * trips: 200 downloads at once read 128 KiB chunks instead of 64 KiB.
+ */
+const OVERLAP_UP_TO = BUFFER_BUDGET / (2 * CHUNK_BYTES);
+
+/**
+ * The size of a download's buffer. The running downloads share BUFFER_BUDGET (a lone
+ * download reads 1 MiB at a time, 200 at once 128 KiB each, see OVERLAP_UP_TO; a running
  * download shrinks its buffers when more start), and a small file gets no more than it
  * needs (whole 64 KiB slots), so memory stays bounded however many clients download.
  */
 function bufferSize(remaining: number): number {
-  const share = Math.floor(BUFFER_BUDGET / (2 * active) / SLOT_BYTES) * SLOT_BYTES;
+  const buffersPerDownload = active > OVERLAP_UP_TO ? 1 : 2;
+  const share = Math.floor(BUFFER_BUDGET / (buffersPerDownload * active) / SLOT_BYTES) * SLOT_BYTES;
   return Math.max(SLOT_BYTES, Math.min(CHUNK_BYTES, share, roundUp(remaining, SLOT_BYTES)));
 }
 
