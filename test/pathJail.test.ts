@@ -82,6 +82,20 @@ test('PathJail.open creates a missing root (with parents) and keeps its real pat
   t.is((await PathJail.open(root)).root, root);
 });
 
+test('PathJail.open with parentIsReal: an existing directory is used as is, a missing one is created, a link is resolved', async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(join(dir, 'alice'));
+  t.is((await PathJail.open(join(dir, 'alice'), { parentIsReal: true })).root, join(dir, 'alice'));
+  const created = await PathJail.open(join(dir, 'bob'), { parentIsReal: true });
+  t.is(created.root, join(dir, 'bob'));
+  t.true((await stat(join(dir, 'bob'))).isDirectory());
+  await mkdir(join(dir, 'elsewhere'));
+  await symlink(join(dir, 'elsewhere'), join(dir, 'carol'));
+  t.is((await PathJail.open(join(dir, 'carol'), { parentIsReal: true })).root, join(dir, 'elsewhere'));
+  await writeFile(join(dir, 'dave'), 'a file where the home should be');
+  await t.throwsAsync(PathJail.open(join(dir, 'dave'), { parentIsReal: true }), { code: 'EEXIST' });
+});
+
 test('PathJail.open through a symlinked path uses the real root', async (t) => {
   const dir = await tempDir(t);
   await mkdir(join(dir, 'real'));

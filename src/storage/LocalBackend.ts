@@ -72,7 +72,8 @@ export class LocalBackend implements StorageBackend {
   async openHome(user: string): Promise<UserStorage> {
     const home = this.homeLocation(user);
     try {
-      const jail = await PathJail.open(home, { followLinks: this.options.followLinks ?? true });
+      // The storage root is a real path (see start()) and a user name one path segment.
+      const jail = await PathJail.open(home, { followLinks: this.options.followLinks ?? true, parentIsReal: this.root !== '' });
       // Synchronous like the jail's walk (see JailResolver): microseconds, at every login.
       accessSync(jail.root, constants.R_OK | constants.X_OK);
       return new LocalUserStorage(jail, { fsync: this.options.fsync ?? true });

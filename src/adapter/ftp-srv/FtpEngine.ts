@@ -8,7 +8,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { bunyanAdapter } from './bunyanLogger.js';
 import { DataChannel, PassivePortAllocator } from './DataChannel.js';
-import { FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.js';
+import { ConnectionClass, FtpSrv, type FtpConnection, type FtpServerInternal } from './internals.js';
 import { installFtpSrvPatches } from './installPatches.js';
 import { formatListLine } from './listFormat.js';
 import { normaliseAddress } from '../../util/address.js';
@@ -60,8 +60,6 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
   private readonly live = new Set<Session>();
   private readonly ports: PassivePortAllocator;
   private implicit: NetServer | undefined;
-  /** ftp-srv's handler for a new control socket: makes its connection, then sends the greeting. */
-  private readonly greet: (socket: Socket) => void;
   /** The PROXY protocol policy; undefined when no proxy is trusted (then no header is ever read). */
   private readonly proxies: ProxyGate | undefined;
   /** Control connections still waiting for their PROXY header (cut when the engine stops accepting). */
@@ -100,15 +98,15 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     (this.ftp.server as { allowHalfOpen?: boolean }).allowHalfOpen = true;
     const handlers = this.ftp.server.listeners('connection') as ((socket: Socket) => void)[];
     if (handlers.length !== 1) throw new Error(`ftp-srv internals changed: expected one connection handler, found ${handlers.length}`);
-    this.greet = handlers[0]!;
+    this.ftp.server.removeListener('connection', handlers[0]!);
     if (options.trustedProxies && options.trustedProxies.length > 0) {
       const gate = new ProxyGate(options.trustedProxies);
       this.proxies = gate;
       // The PROXY header comes before everything else: the ban and cap checks and the greeting use its address.
-      this.ftp.server.removeListener('connection', this.greet);
       this.ftp.server.on('connection', (socket: Socket) => this.admit(gate, socket, 'control', () => this.greet(socket)));
+    } else {
+      this.ftp.server.on('connection', (socket: Socket) => this.greet(socket));
     }
-    this.ftp.on('connect', ({ connection }: { connection: FtpConnection }) => this.attach(connection));
     this.ftp.on('login', ({ connection, username, password }: { connection: FtpConnection; username: string; password: string }, resolve: (r: unknown) => void, reject: (e: Error) => void) => {
       const session = sessionOf(connection);
       if (!session) return reject(new Error('no session'));
@@ -124,6 +122,26 @@ export class FtpEngine extends EventEmitter implements ProtocolEngine {
     this.ftp.on('server-error', ({ error }: { error: Error }) => {
       options.log.error('FTP listener error', { err: error?.message });
     });
+  }
+
+  /**
+   * A new control socket (paused): its ftp-srv connection, DFOS's session on it (or a 421
+   * refusal), then the greeting, after which the socket reads.
+   *
+   * Does what ftp-srv's own connection handler did, minus what DFOS never used: that one
+   * also kept every connection in a table and counted it (Object.keys, twice per new
+   * connection: O(open sessions) on every connect) for 'connect'/'disconnect' events and
+   * its own close(), and armed a 1 s timer per closed connection. DFOS keeps its sessions
+   * itself (`live`), and ftp-srv's connection already closes its sockets on 'close'.
+   */
+  private greet(socket: Socket): void {
+    const connection = new ConnectionClass(this.ftp, { log: this.ftp.log, socket });
+    this.attach(connection);
+    // ftp-srv's greeting without a greeting option or anonymous logins.
+    void connection.reply(220, 'Ready').then(
+      () => socket.resume(),
+      () => socket.destroy(),
+    );
   }
 
   /** Starts listening; resolves with the bound address (port 0 picks a free port). */

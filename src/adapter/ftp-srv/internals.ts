@@ -90,6 +90,8 @@ export interface BunyanLike {
 /** The subset of ftp-srv's FtpServer (index.js) DFOS uses. */
 export interface FtpServerInternal extends EventEmitter {
   server: Server;
+  /** The bunyan-shaped logger given as the `log` option. */
+  log: BunyanLike;
   connections: Record<string, FtpConnection>;
   options: Record<string, unknown>;
   url: { hostname: string | null; port: string | null };
@@ -117,10 +119,17 @@ if (pkg.version !== FTP_SRV_VERSION) {
 export const FtpSrv = load<{ FtpSrv: FtpServerConstructor }>('ftp-srv', (m) => typeof m.FtpSrv === 'function', 'FtpSrv export').FtpSrv;
 
 /** ftp-srv's connection class; its prototype is patched for line buffering. */
-export const ConnectionClass = load<{ prototype: FtpConnection }>(
+export const ConnectionClass = load<{ prototype: FtpConnection; new (server: FtpServerInternal, options: { log: BunyanLike; socket: Socket }): FtpConnection }>(
   'ftp-srv/src/connection.js',
   (m) => typeof (m as unknown) === 'function' && typeof m.prototype._handleData === 'function',
   'FtpConnection._handleData',
+);
+
+/** The uuid module ftp-srv's connection class names each connection with (`uuid.v4()`, looked up at every call). */
+export const connectionIds = load<{ v4: () => string }>(
+  createRequire(require.resolve('ftp-srv/src/connection.js')).resolve('uuid'),
+  (m) => typeof m.v4 === 'function',
+  'uuid.v4 used by FtpConnection',
 );
 
 /** ftp-srv's command dispatcher class; its prototype is patched. */
