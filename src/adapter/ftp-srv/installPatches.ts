@@ -24,8 +24,8 @@ function register(entries: CommandEntry[]): void {
 
 /**
  * Applies every DFOS fix to ftp-srv, once per process (ftp-srv's registry is
- * process-wide): cheaper connection ids, the control-channel dispatcher, and DFOS's own handlers for login,
- * passive mode, transfers, listings, ABOR, file commands, SITE and HELP.
+ * process-wide): cheaper connection ids, the control-channel dispatcher, and DFOS's own
+ * handlers for login, passive mode, transfers, listings, ABOR, file commands, SITE and HELP.
  */
 export function installFtpSrvPatches(): void {
   if (installed) return;

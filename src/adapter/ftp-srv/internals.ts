@@ -92,7 +92,6 @@ export interface FtpServerInternal extends EventEmitter {
   server: Server;
   /** The bunyan-shaped logger given as the `log` option. */
   log: BunyanLike;
-  connections: Record<string, FtpConnection>;
   options: Record<string, unknown>;
   url: { hostname: string | null; port: string | null };
   listen(): Promise<unknown>;

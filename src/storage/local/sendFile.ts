@@ -24,8 +24,8 @@ const slab = new BufferSlab(BUFFER_BUDGET, undefined, SEGMENT_IDLE_MS, collectGa
  * (up to 1 MiB each, see bufferSize; taken from the shared slab, see BufferSlab) alternate:
  * the next chunk is read from disk while the previous one is being written (when many
  * downloads run, one buffer, see OVERLAP_UP_TO), and a buffer is reused only after the
- * socket reported it written. On loopback curl fetches a 1 GiB file in 0.52–0.65 s instead of 1.0–1.3 s
- * (A/B on the same machine).
+ * socket reported it written. On loopback curl fetches a 1 GiB file in 0.52–0.65 s
+ * instead of 1.0–1.3 s (A/B on the same machine).
  *
  * Rejects with the socket's error (reset, data timeout, ABOR) or the read error; the
  * caller owns (and closes) the file descriptor and the socket.
