@@ -47,8 +47,8 @@ async function stalled(ts: TestServer): Promise<number> {
 }
 
 /**
- * Samples, every 50 ms until stopped, the largest RSS, retained memory (after a full GC:
- * what the server holds, not garbage) and per-session buffered state seen.
+ * Samples, every 50 ms or more (see below) until stopped, the largest RSS, retained memory
+ * (after a full GC: what the server holds, not garbage) and per-session buffered state seen.
  */
 function sampler(ts: TestServer) {
   const peak = { rss: process.memoryUsage.rss(), retained: retained(), input: 0, unsent: 0 };
@@ -60,11 +60,21 @@ function sampler(ts: TestServer) {
       peak.unsent = Math.max(peak.unsent, s.connection.commandSocket.writableLength);
     }
   };
-  const timer = setInterval(sample, 50);
+  // Each sample runs two full GCs in this process, which also runs the server: on a slow or
+  // busy machine they took most of every 50 ms and starved the server under test (the
+  // floods crawled, then failed their bounds). The next sample waits at least ten times as
+  // long as this one took, so sampling never takes more than ~10 % of the time.
+  let timer: NodeJS.Timeout;
+  const tick = () => {
+    const started = performance.now();
+    sample();
+    timer = setTimeout(tick, Math.max(50, 10 * (performance.now() - started)));
+  };
+  timer = setTimeout(tick, 50);
   return {
     peak,
     stop() {
-      clearInterval(timer);
+      clearTimeout(timer);
       sample();
       return peak;
     },
