@@ -1,5 +1,6 @@
 import { pipeline } from 'node:stream/promises';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Upload } from '../../core/FileSession.js';
 import { CrlfToLf, LfToCrlf } from '../../protocol/asciiMode.js';
 import type { CommandEntry, FtpConnection, FtpCommand } from './internals.js';
@@ -19,12 +20,19 @@ function takeRestOffset(connection: FtpConnection): number | undefined {
 
 /**
  * Resolves once the data connection has ended with a FIN, rejects if it was reset. When a
- * reset arrives behind bytes not yet read, libuv reports a plain end of stream; a
- * zero-length write then surfaces the pending ECONNRESET without sending anything.
+ * reset arrives behind bytes not yet read, libuv reports a plain end of stream (and the
+ * bytes behind it are lost); a zero-length write then surfaces the pending error without
+ * sending anything. On TLS (PROT P) that write goes to the TCP connection underneath: a
+ * zero-length write to the TLS socket sends no record, never reaches the kernel and
+ * succeeds, so a reset upload was taken for complete (a test saw 147,456 of 500,000 bytes
+ * arrive, then 'end', then the TLS write succeed while the TCP one failed with EPIPE).
  */
-function endedNormally(socket: Socket): () => Promise<void> {
+export function endedNormally(socket: Socket): () => Promise<void> {
+  // A TLSSocket keeps the connection it wraps as `_parent` (Node's own field).
+  const tcp = socket instanceof TLSSocket ? ((socket as TLSSocket & { _parent?: unknown })._parent as Socket | undefined) : undefined;
+  const probe = tcp instanceof Socket ? tcp : socket;
   const ended = new Promise<void>((resolve, reject) => {
-    socket.once('end', () => socket.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
+    socket.once('end', () => probe.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
   });
   ended.catch(() => undefined);
   return () => ended;
