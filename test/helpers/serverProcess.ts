@@ -84,7 +84,7 @@ export interface SpawnOptions {
   ipc?: boolean;
   /** Do not wait for the listening line (for start-up failures). */
   noWait?: boolean;
-  /** Bound on the start-up wait. */
+  /** Bound on the start-up wait (default 60 s). */
   startTimeoutMs?: number;
   /** A command the server runs under, as an argv prefix (e.g. `['strace', '-f', ...]`); `child` is then that command. */
   wrapper?: string[];
@@ -189,7 +189,10 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
     },
   };
   if (options.noWait) return proc;
-  const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
+  // A bound on startup, not a speed target: test/workers.test.ts starts 8 servers of three
+  // processes each at once, 13–18 s apiece on a slow 2-core machine even alone, and the
+  // suite runs another file beside it (15 s here failed all 8 in CI with SIGKILL).
+  const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
   for (;;) {
     const m = /DFOS listening\b.*?\bport=(\d+)/.exec(stripAnsi(out));
     if (m) {
