@@ -191,7 +191,7 @@ test.serial('kill -9 of a node during 10 uploads: each upload is complete or abs
   // Until the balancer's check has marked node1 down, a connection it still sends there may
   // be closed at once (its retries used up): each new session gets the same bounded wait.
   for (let i = 0; i < 3; i++) {
-    const client = await pollUntil(() => session(c).catch(() => undefined), 15_000);
+    const client = await pollUntil(() => session(c), 15_000);
     if (!client) return t.fail(`new session ${i} not served within 15 s`);
     await client.uploadFrom(Readable.from([Buffer.from(`after ${i}`)]), `after${i}.txt`);
     client.close();

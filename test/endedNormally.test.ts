@@ -1,9 +1,10 @@
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
-import { createServer, connect, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
 import { endedNormally } from '../src/adapter/ftp-srv/transferCommands.js';
 import { tempDir } from './helpers/clientFixtures.js';
+import { listenLoopback } from './helpers/loopbackSocket.js';
 import { makeCertificate } from './helpers/tlsFixtures.js';
 
 /**
@@ -18,9 +19,8 @@ import { makeCertificate } from './helpers/tlsFixtures.js';
 async function pausedPair(): Promise<{ server: Socket; client: Socket; close(): void }> {
   let accepted!: (s: Socket) => void;
   const got = new Promise<Socket>((r) => (accepted = r));
-  const listener = createServer({ pauseOnConnect: true }, (s) => accepted(s));
-  await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
-  const client = connect((listener.address() as { port: number }).port, '127.0.0.1');
+  const { server: listener, port } = await listenLoopback((s) => accepted(s));
+  const client = connect(port, '127.0.0.1');
   client.on('error', () => undefined);
   const server = await got;
   listener.close();
