@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { startDataCommand } from './helpers/dataTransfer.js';
-import { FAMILIES, loginAt, oneReply, requireClient, runProgram, startServer } from './helpers/protocolFixtures.js';
+import { FAMILIES, loginAt, oneReply, requireClient, runProgram, startProgram, startServer, waitForBytes } from './helpers/protocolFixtures.js';
 import { auditRecords } from './helpers/logFiles.js';
 import { REPLY_MS } from './helpers/rawFtp.js';
 import type { TestServer } from './helpers/testServer.js';
@@ -93,11 +93,20 @@ for (const family of FAMILIES) {
     t.teardown(() => rm(work, { recursive: true, force: true }));
     const url = `ftp://${family.host.includes(':') ? `[${family.host}]` : family.host}:${srv.port}`;
     const debug = join(work, 'debug.log');
-    // The get reads slowly (rate limit) and is killed after 2 s: lftp then sends its ABOR
-    // (IAC IP, IAC DM as urgent data, ABOR) and reuses the session for `ls`.
+    // The get reads slowly (rate limit); once its first bytes have arrived (a fixed sleep
+    // raced a slow login on a loaded machine) the jobs are killed: lftp then sends its ABOR
+    // (IAC IP, IAC DM as urgent data, ABOR) and reuses the session for `ls`. The script goes
+    // to lftp's stdin in two parts so the kill waits for the transfer.
     // Plain FTP: the urgent-data ABOR is a plaintext matter (FTPS is tested in ftps.test.ts).
-    const script = `set ftp:ssl-allow no; set net:limit-rate 100000; set net:max-retries 1; debug -o ${debug} 10; open -u alice,alice-pw ${url}; get big.bin -o ${join(work, 'big.part')} &; sleep 2; kill all; sleep 1; cls small.txt; exit`;
-    const r = await runProgram('lftp', ['-c', script], { timeoutMs: 40_000 });
+    const part = join(work, 'big.part');
+    const lftp = startProgram('lftp', [], { openStdin: true, timeoutMs: 40_000 });
+    lftp.child.stdin!.write(`set ftp:ssl-allow no; set net:limit-rate 100000; set net:max-retries 1; debug -o ${debug} 10; open -u alice,alice-pw ${url}; get big.bin -o ${part} &\n`);
+    try {
+      await waitForBytes(lftp, part, 1);
+    } finally {
+      lftp.child.stdin!.end('kill all\nsleep 1\ncls small.txt\nexit\n');
+    }
+    const r = await lftp.done;
     t.is(r.code, 0, r.stderr);
     t.regex(r.stdout, /small\.txt/, 'the session is still usable after the abort');
     const log = await readFile(debug, 'utf8');

@@ -300,8 +300,9 @@ export interface RunningProgram {
 /**
  * Starts a program (no shell) with optional stdin text and extra environment; it is
  * killed (SIGKILL, by pid) after `timeoutMs`. Rejects only if the program cannot start.
+ * With `openStdin`, stdin stays open for the caller to write (and end) as the run goes on.
  */
-export function startProgram(file: string, args: string[], options: { cwd?: string; env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): RunningProgram {
+export function startProgram(file: string, args: string[], options: { cwd?: string; env?: Record<string, string>; input?: string; openStdin?: boolean; timeoutMs?: number } = {}): RunningProgram {
   const child = spawn(file, args, { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
@@ -309,7 +310,7 @@ export function startProgram(file: string, args: string[], options: { cwd?: stri
   child.stderr!.on('data', (c: Buffer) => err.push(c));
   child.stdin!.on('error', () => undefined);
   if (options.input !== undefined) child.stdin!.end(options.input);
-  else child.stdin!.end();
+  else if (!options.openStdin) child.stdin!.end();
   const kill = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
@@ -338,24 +339,34 @@ export function runProgram(file: string, args: string[], options: { cwd?: string
  * client's rate so the kill lands mid-transfer. Throws if that never happens.
  */
 export async function interruptDownload(program: RunningProgram, localFile: string, minBytes: number, timeoutMs = 20_000): Promise<number> {
+  try {
+    await waitForBytes(program, localFile, minBytes, timeoutMs);
+  } catch (e) {
+    program.kill();
+    throw e;
+  }
+  program.kill();
+  await program.done.catch(() => undefined);
+  return statSize(localFile);
+}
+
+/**
+ * Waits (polling, bounded by `timeoutMs`) until `localFile` holds at least `minBytes`,
+ * i.e. until `program`'s download is really running. Throws, naming the sizes and the
+ * client's last words, if the program exits first or the time runs out.
+ */
+export async function waitForBytes(program: RunningProgram, localFile: string, minBytes: number, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void program.done.then(() => (exited = true), () => (exited = true));
   for (;;) {
     const size = await statSize(localFile);
-    if (size >= minBytes) {
-      program.kill();
-      await program.done.catch(() => undefined);
-      return statSize(localFile);
-    }
+    if (size >= minBytes) return;
     if (exited) {
       const r = await program.done;
       throw new Error(`the client exited (code ${r.code}) before ${minBytes} bytes arrived (${size}): ${r.stderr.slice(-2000)}`);
     }
-    if (Date.now() >= deadline) {
-      program.kill();
-      throw new Error(`no ${minBytes} bytes in ${localFile} within ${timeoutMs} ms (${size})`);
-    }
+    if (Date.now() >= deadline) throw new Error(`no ${minBytes} bytes in ${localFile} within ${timeoutMs} ms (${size})`);
     await sleep(20);
   }
 }
