@@ -167,7 +167,7 @@ test('--workers 2: SIGTERM drains every worker (an upload running on each finish
     const done = await raw.read(5000);
     t.is(done.code, 226, done.raw);
   }
-  const exit = await proc.waitExit(15_000);
+  const exit = await proc.waitExit(60_000);
   t.deepEqual(exit, { code: 0, signal: null });
   const lines = await dfosLog(proc.logDir);
   t.true(lines.some((l) => l.message === 'Shutdown complete' && l.worker === 1));
@@ -199,7 +199,7 @@ test('without --workers one worker serves per CPU; --workers 1 is a single proce
   raw.close();
   const bad = await spawnServer({ args: ['--workers', '4', '--pasv-min', '50000', '--pasv-max', '50002'], noWait: true });
   t.teardown(() => bad.cleanup());
-  const exit = await bad.waitExit(10_000);
+  const exit = await bad.waitExit(60_000);
   t.is(exit.code, 2);
   t.regex(bad.stderr(), /passive range is smaller than the number of workers/);
 });
@@ -274,7 +274,7 @@ test('--workers 2: a worker that cannot start (control port in use) stops the wh
   const busy = (blocker.address() as AddressInfo).port;
   const proc = await spawnServer({ args: ['--workers', '2', '--port', String(busy)], noWait: true });
   t.teardown(() => proc.cleanup());
-  const exit = await proc.waitExit(15_000);
+  const exit = await proc.waitExit(60_000);
   t.is(exit.code, 1);
   t.regex(stripAnsi(proc.stderr()), new RegExp(`Cannot listen on 127\\.0\\.0\\.1 port ${busy}`));
 });

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { haproxyConfig, type BalancedNode } from '../../deploy/haproxyConfig.js';
 import { makeServerDirs, spawnServer, type ServerDirs, type ServerProcess } from './serverProcess.js';
 import type { TestUser } from './testServer.js';
+import { freePortBlock } from './freePorts.js';
 
 /**
  * Several DFOS nodes behind a real HAProxy (Debian's `haproxy`, which `.ci/run` installs),
@@ -16,32 +17,6 @@ import type { TestUser } from './testServer.js';
 
 /** Where the balancer listens. */
 export const BALANCER_HOST = '127.0.0.1';
-
-/** Whether `port` can be bound on every one of `hosts` right now. */
-async function bindable(port: number, hosts: string[]): Promise<boolean> {
-  for (const host of hosts) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)));
-    });
-    if (!ok) return false;
-  }
-  return true;
-}
-
-/** A block of `size` consecutive ports free on every host (bounded search in 20000–59999). */
-export async function freeRange(size: number, hosts: string[], avoid: Array<[number, number]> = []): Promise<[number, number]> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const start = 20_000 + Math.floor(Math.random() * (40_000 - size));
-    const end = start + size - 1;
-    if (avoid.some(([a, b]) => start <= b && a <= end)) continue;
-    let free = true;
-    for (let p = start; p <= end && free; p++) free = await bindable(p, hosts);
-    if (free) return [start, end];
-  }
-  throw new Error(`no ${size} consecutive free ports on ${hosts.join(', ')}`);
-}
 
 /** One node of the cluster and how to (re)start it on the same address, ports and state. */
 export interface ClusterNode extends BalancedNode {
@@ -87,10 +62,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   try {
     for (let i = 0; i < options.nodes; i++) {
       const host = `127.0.0.${i + 2}`;
-      const [pasvMin, pasvMax] = await freeRange(options.pasvPorts ?? 20, [host, BALANCER_HOST], ranges);
+      const [pasvMin, pasvMax] = await freePortBlock(options.pasvPorts ?? 20, [host, BALANCER_HOST], ranges);
       ranges.push([pasvMin, pasvMax]);
-      const [port] = await freeRange(1, [host], ranges);
-      const [adminPort] = await freeRange(1, [host], ranges);
+      const [port] = await freePortBlock(1, [host], ranges);
+      const [adminPort] = await freePortBlock(1, [host], ranges);
       const dirs = await makeServerDirs(options.users);
       const args = [
         ...options.args,
@@ -120,7 +95,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       nodes.push(node);
       started.push(node);
     }
-    const [balancerPort] = await freeRange(1, [BALANCER_HOST], ranges);
+    const [balancerPort] = await freePortBlock(1, [BALANCER_HOST], ranges);
     const balancer = await startBalancer(haproxyConfig({ bindHost: BALANCER_HOST, port: balancerPort, nodes, proxyProtocol, checkIntervalMs: 300 }), balancerPort);
     const cluster: Cluster = {
       balancer,

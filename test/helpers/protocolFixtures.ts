@@ -8,6 +8,7 @@ import test from 'ava';
 import type { ServerConfigInput } from '../../src/config/serverConfig.js';
 import { RawFtp, REPLY_MS, type RawReply } from './rawFtp.js';
 import { startTestServer, type TestServer, type TestUser } from './testServer.js';
+import { freePortBlock } from './freePorts.js';
 
 /**
  * Helpers for the protocol conformance and interop tests of issue 4: exactly-one-reply
@@ -207,33 +208,10 @@ export async function canListen(host: string): Promise<boolean> {
 /** Whether ::1 is configured (the IPv6 halves of the tests run only then). */
 export const HAS_IPV6 = await canListen('::1');
 
-/** True if every port of [min, max] can be listened on at `host` right now. */
-async function rangeFree(host: string, min: number, max: number): Promise<boolean> {
-  const servers: Server[] = [];
-  try {
-    for (let p = min; p <= max; p++) {
-      const s = createServer();
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(p, host, () => resolve());
-      });
-      servers.push(s);
-    }
-    return true;
-  } catch {
-    return false;
-  } finally {
-    for (const s of servers) await new Promise<void>((resolve) => s.close(() => resolve()));
-  }
-}
-
-/** A passive port range of `size` ports, all free at the time of the call (random base in 40000–60000). */
+/** A passive port range of `size` ports, all free at the time of the call (outside the kernel's ephemeral range). */
 export async function freePortRange(size: number, host = '127.0.0.1'): Promise<{ pasvMin: number; pasvMax: number }> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 40_000 + Math.floor(Math.random() * (20_000 - size));
-    if (await rangeFree(host, base, base + size - 1)) return { pasvMin: base, pasvMax: base + size - 1 };
-  }
-  throw new Error(`no free range of ${size} ports found in 40000–60000 after 50 tries`);
+  const [pasvMin, pasvMax] = await freePortBlock(size, [host]);
+  return { pasvMin, pasvMax };
 }
 
 /**
