@@ -19,20 +19,29 @@ function takeRestOffset(connection: FtpConnection): number | undefined {
 }
 
 /**
- * Resolves once the data connection has ended with a FIN, rejects if it was reset. When a
- * reset arrives behind bytes not yet read, libuv reports a plain end of stream (and the
- * bytes behind it are lost); a zero-length write then surfaces the pending error without
- * sending anything. On TLS (PROT P) that write goes to the TCP connection underneath: a
- * zero-length write to the TLS socket sends no record, never reaches the kernel and
- * succeeds, so a reset upload was taken for complete (a test saw 147,456 of 500,000 bytes
- * arrive, then 'end', then the TLS write succeed while the TCP one failed with EPIPE).
+ * Resolves once the data connection has ended with a FIN, rejects if it was reset (or
+ * closed without an end). When a reset arrives behind bytes not yet read, Node 20's libuv
+ * reports a plain end of stream (and the bytes behind it are lost); a zero-length write
+ * then surfaces the pending error without sending anything. On TLS (PROT P) that write
+ * goes to the TCP connection underneath: a zero-length write to the TLS socket sends no
+ * record, never reaches the kernel and succeeds, so a reset upload was taken for complete
+ * (a test saw 147,456 of 500,000 bytes arrive, then 'end', then the TLS write succeed
+ * while the TCP one failed with EPIPE). Node 24 reports the same reset as an error.
  */
 export function endedNormally(socket: Socket): () => Promise<void> {
   // A TLSSocket keeps the connection it wraps as `_parent` (Node's own field).
   const tcp = socket instanceof TLSSocket ? ((socket as TLSSocket & { _parent?: unknown })._parent as Socket | undefined) : undefined;
   const probe = tcp instanceof Socket ? tcp : socket;
   const ended = new Promise<void>((resolve, reject) => {
-    socket.once('end', () => probe.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
+    let sawEnd = false;
+    socket.once('end', () => {
+      sawEnd = true;
+      probe.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+    });
+    socket.once('error', reject);
+    socket.once('close', () => {
+      if (!sawEnd) reject(new Error('The data connection closed before the client ended it'));
+    });
   });
   ended.catch(() => undefined);
   return () => ended;
