@@ -127,3 +127,16 @@ test('dfos serve --log-rotate daily: a dfos.log left from an earlier day is move
   t.is(await readFile(join(dirs.logDir, `dfos-${localDay(yesterday)}.log`), 'utf8'), '{"message":"from yesterday"}\n');
   t.true((await dfosLog(dirs.logDir)).some((r) => r.message === 'DFOS listening'), 'today\'s lines are in dfos.log');
 });
+
+test('lines written close together reach the file together, without waiting for close(), in order; close() writes what is held back', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'dfos-coalesce-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'audit.log');
+  const file = new RotatingFile(path, { mode: 'none', maxSize: 0, maxFiles: 0 });
+  for (let i = 0; i < 100; i++) file.write(`line ${i}`);
+  const expected = Array.from({ length: 100 }, (_, i) => `line ${i}\n`).join('');
+  t.truthy(await pollUntil(async () => (await readFile(path, 'utf8')) === expected, 5000), 'the lines arrive on their own, in order');
+  file.write('last');
+  await file.close();
+  t.is(await readFile(path, 'utf8'), `${expected}last\n`, 'close() wrote the line held back');
+});
