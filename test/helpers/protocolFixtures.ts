@@ -319,11 +319,9 @@ export function runProgram(file: string, args: string[], options: { cwd?: string
 export async function interruptDownload(program: RunningProgram, localFile: string, minBytes: number, timeoutMs = 20_000): Promise<number> {
   try {
     await waitForBytes(program, localFile, minBytes, timeoutMs);
-  } catch (e) {
+  } finally {
     program.kill();
-    throw e;
   }
-  program.kill();
   await program.done.catch(() => undefined);
   return statSize(localFile);
 }
