@@ -260,7 +260,9 @@ test.serial('through the balancer the nodes see the client\'s own address: audit
   t.teardown(() => rm(local, { recursive: true, force: true }));
   await writeFile(join(local, 'mine.txt'), 'from 127.0.0.9\n');
   t.is(await curl(['-T', join(local, 'mine.txt'), '--user', 'alice:alice-pw', url]), 0);
-  const uploads = (await Promise.all(c.nodes.map((n) => auditLog(n.dirs.logDir)))).flat().filter((r) => r.action === 'upload');
+  const auditedUploads = async () => (await Promise.all(c.nodes.map((n) => auditLog(n.dirs.logDir)))).flat().filter((r) => r.action === 'upload');
+  await pollUntil(async () => (await auditedUploads()).length > 0, 5000);
+  const uploads = await auditedUploads();
   t.deepEqual(uploads.map((r) => [r.client, r.result]), [['127.0.0.9', 'ok']]);
 
   // Three wrong passwords (round-robin: they land on both nodes) ban 127.0.0.9 everywhere.

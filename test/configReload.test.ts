@@ -34,7 +34,9 @@ test('SIGHUP applies the reloadable keys of an edited config file, names the one
   proc.child.kill('SIGHUP');
   const reloaded = await nthRecord(proc.logDir, (r) => r.message === 'Config reloaded', 1);
   t.deepEqual([...((reloaded?.applied as string[] | undefined) ?? [])].sort(), ['log-level', 'max-sessions-per-ip', 'xferlog']);
-  const restart = (await dfosLog(proc.logDir)).filter((r) => r.level === 'warn' && /restart to apply/.test(String(r.message)));
+  const warnings = async () => (await dfosLog(proc.logDir)).filter((r) => r.level === 'warn' && /restart to apply/.test(String(r.message)));
+  await pollUntil(async () => (await warnings()).length > 0, 5000);
+  const restart = await warnings();
   t.is(restart.length, 1, 'one warning line for the keys that need a restart');
   t.is(restart[0]?.message, 'config keys tls, state-dir changed; restart to apply');
   held.push(await RawFtp.connect(proc.port), await RawFtp.connect(proc.port));
