@@ -156,7 +156,11 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
   const exited = new Promise<ExitInfo>((resolveExit) => {
     child.once('exit', (code, signal) => {
       exitInfo = { code, signal };
-      resolveExit(exitInfo);
+      // 'exit' can come before the last stderr line was read from the pipe: wait for both
+      // pipes to close (bounded: a worker left behind may hold them open).
+      const info = exitInfo;
+      const drained = Promise.all([child.stdout!, child.stderr!].map((s) => new Promise<void>((r) => (s.closed ? r() : s.once('close', () => r())))));
+      void Promise.race([drained, new Promise((r) => setTimeout(r, 2000))]).then(() => resolveExit(info));
     });
   });
   const proc: ServerProcess = {
