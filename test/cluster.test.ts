@@ -12,7 +12,7 @@ import { Client } from 'basic-ftp';
 import { startCephRgw, type CephRgw } from './helpers/ceph.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
-import { auditLog } from './helpers/logFiles.js';
+import { auditLog, recordsOnceThere } from './helpers/logFiles.js';
 import { pollUntil, REPO_ROOT } from './helpers/serverProcess.js';
 
 // Several nodes (issue 13): real DFOS processes on 127.0.0.2, 127.0.0.3 behind a real
@@ -260,9 +260,8 @@ test.serial('through the balancer the nodes see the client\'s own address: audit
   t.teardown(() => rm(local, { recursive: true, force: true }));
   await writeFile(join(local, 'mine.txt'), 'from 127.0.0.9\n');
   t.is(await curl(['-T', join(local, 'mine.txt'), '--user', 'alice:alice-pw', url]), 0);
-  const auditedUploads = async () => (await Promise.all(c.nodes.map((n) => auditLog(n.dirs.logDir)))).flat().filter((r) => r.action === 'upload');
-  await pollUntil(async () => (await auditedUploads()).length > 0, 5000);
-  const uploads = await auditedUploads();
+  const allAudits = async () => (await Promise.all(c.nodes.map((n) => auditLog(n.dirs.logDir)))).flat();
+  const uploads = await recordsOnceThere(allAudits, (r) => r.action === 'upload');
   t.deepEqual(uploads.map((r) => [r.client, r.result]), [['127.0.0.9', 'ok']]);
 
   // Three wrong passwords (round-robin: they land on both nodes) ban 127.0.0.9 everywhere.

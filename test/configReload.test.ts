@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { Client } from 'basic-ftp';
 import { RawFtp } from './helpers/rawFtp.js';
 import { makeServerDirs, pollUntil, probeGreeting, spawnServer } from './helpers/serverProcess.js';
-import { dfosLog } from './helpers/logFiles.js';
+import { dfosLog, dfosRecords } from './helpers/logFiles.js';
 import { planReload } from '../src/config/configReload.js';
 import { parseServerConfig } from '../src/config/serverConfig.js';
 
@@ -34,9 +34,7 @@ test('SIGHUP applies the reloadable keys of an edited config file, names the one
   proc.child.kill('SIGHUP');
   const reloaded = await nthRecord(proc.logDir, (r) => r.message === 'Config reloaded', 1);
   t.deepEqual([...((reloaded?.applied as string[] | undefined) ?? [])].sort(), ['log-level', 'max-sessions-per-ip', 'xferlog']);
-  const warnings = async () => (await dfosLog(proc.logDir)).filter((r) => r.level === 'warn' && /restart to apply/.test(String(r.message)));
-  await pollUntil(async () => (await warnings()).length > 0, 5000);
-  const restart = await warnings();
+  const restart = await dfosRecords(proc.logDir, (r) => r.level === 'warn' && /restart to apply/.test(String(r.message)));
   t.is(restart.length, 1, 'one warning line for the keys that need a restart');
   t.is(restart[0]?.message, 'config keys tls, state-dir changed; restart to apply');
   held.push(await RawFtp.connect(proc.port), await RawFtp.connect(proc.port));

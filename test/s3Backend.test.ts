@@ -23,9 +23,9 @@ import { storageContract } from './helpers/storageContract.js';
 import type { TestServer } from './helpers/testServer.js';
 import { startRawTransfer, writeAndEnd, writeData } from './helpers/dataTransfer.js';
 import { rawLogin, waitFor } from './helpers/interop.js';
-import { dfosLog } from './helpers/logFiles.js';
+import { dfosRecords } from './helpers/logFiles.js';
 import { REPLY_MS, type RawFtp } from './helpers/rawFtp.js';
-import { pollUntil, spawnServer, type ServerDirs, type ServerProcess } from './helpers/serverProcess.js';
+import { spawnServer, type ServerDirs, type ServerProcess } from './helpers/serverProcess.js';
 
 /**
  * The S3 backend against a real Ceph RGW (booted once for this file, ~15-40 s): first the
@@ -782,7 +782,7 @@ test.serial('kill -9 of a node during uploads: its restart aborts its own multip
   await node(t, prefix, { dirs: a });
   t.deepEqual(await pendingUnder(prefix), [`${prefix}/alice/on-b.bin`], 'A\'s restart aborted its own uploads, not B\'s');
   t.deepEqual(await journal(journalA), []);
-  const recovery = await pollUntil(async () => (await dfosLog(a.logDir)).find((r) => r.message === 'Aborted the S3 uploads the previous run left unfinished'), 5000);
+  const [recovery] = await dfosRecords(a.logDir, (r) => r.message === 'Aborted the S3 uploads the previous run left unfinished');
   t.is(Number(recovery?.count) + Number(recovery?.alreadyGone), left, JSON.stringify(recovery));
 
   t.is(await finishUpload(onB), 226, 'B\'s upload ran through A\'s crash and restart');
@@ -876,9 +876,7 @@ test.serial('a server started with --s3-abandoned-upload-age aborts the inactive
   const proc = await node(t, prefix, { args: ['--s3-abandoned-upload-age', '4s'] });
   t.deepEqual(await pendingUnder(prefix), [`${prefix}/alice/alive.bin`]);
   t.deepEqual(await pendingUnder(`${prefix}-other`), [`${prefix}-other/x.bin`], 'a neighbouring prefix is not touched');
-  const abandoned = async () => (await dfosLog(proc.logDir)).filter((r) => r.message === 'Aborted an abandoned S3 multipart upload');
-  await pollUntil(async () => (await abandoned()).length > 0, 5000);
-  const lines = await abandoned();
+  const lines = await dfosRecords(proc.logDir, (r) => r.message === 'Aborted an abandoned S3 multipart upload');
   t.is(lines.length, 1);
   t.like(lines[0], { key: `${prefix}/alice/gone.bin`, lastPart: null, inactiveFor: 'more than 4s' });
   for (const [key, id] of [[`${prefix}-other/x.bin`, outside], [`${prefix}/alice/alive.bin`, alive]] as const) {

@@ -14,7 +14,7 @@ import { isDnsName } from '../src/tls/certificateNames.js';
 import { generateSelfSignedCertificate } from '../src/tls/selfSignedCertificate.js';
 import { TlsCredentials, type TlsCredentialsOptions } from '../src/tls/TlsCredentials.js';
 import { TlsCredentialsError, type TlsCredentialsProblem } from '../src/tls/TlsCredentialsError.js';
-import { dfosLog } from './helpers/logFiles.js';
+import { dfosLog, dfosRecords } from './helpers/logFiles.js';
 import { nonEmptyLines, pollUntil, spawnServer } from './helpers/serverProcess.js';
 import { startTestServer, writeUsersFile } from './helpers/testServer.js';
 
@@ -340,9 +340,8 @@ test('DfosServer: the generated certificate lives in the test server state dir, 
 
   const result = await srv.server.reloadTls();
   t.like(result, { ok: true, changed: false });
-  const unchanged = async () => (await dfosLog(srv.logDir)).filter((r) => String(r.message).startsWith('TLS certificate unchanged'));
-  await pollUntil(async () => (await unchanged()).length > 0, 5000);
-  t.is((await unchanged()).length, 1);
+  const unchanged = await dfosRecords(srv.logDir, (r) => String(r.message).startsWith('TLS certificate unchanged'));
+  t.is(unchanged.length, 1);
 });
 
 test('DfosServer: --tls off builds no TLS settings and makes no state dir', async (t) => {

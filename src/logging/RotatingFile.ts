@@ -48,8 +48,6 @@ export const COALESCE_MS = 10;
  */
 export class RotatingFile {
   private stream!: WriteStream;
-  /** The stream holding lines back (corked) until COALESCE_MS passed, if any. */
-  private corked: WriteStream | undefined;
   private size = 0;
   /** The local day of the lines in the live file (daily rotation). */
   private day = '';
@@ -79,7 +77,7 @@ export class RotatingFile {
       if (this.size > 0) this.rotate(() => this.rotateDaily());
       else this.day = localDay(now);
     }
-    if (this.corked !== this.stream) this.holdBack(this.stream);
+    if (this.stream.writableCorked === 0) this.holdBack(this.stream);
     this.stream.write(text);
     this.size += Buffer.byteLength(text);
     if (this.rotation.mode === 'size' && this.size >= this.rotation.maxSize) this.rotate(() => this.rotateBySize());
@@ -108,12 +106,8 @@ export class RotatingFile {
 
   /** Holds `stream`'s lines back for COALESCE_MS, then writes them at once (ending the stream writes them too). */
   private holdBack(stream: WriteStream): void {
-    this.corked = stream;
     stream.cork();
-    setTimeout(() => {
-      if (this.corked === stream) this.corked = undefined;
-      stream.uncork();
-    }, COALESCE_MS).unref();
+    setTimeout(() => stream.uncork(), COALESCE_MS).unref();
   }
 
   /** Ends a stream once its pending lines are written; close() waits for it. */

@@ -28,22 +28,35 @@ export function auditLog(logDir: string): Promise<Record<string, unknown>[]> {
   return readJsonLines(join(logDir, 'audit.log'));
 }
 
+type LogRecord = Record<string, unknown>;
+
 /**
- * The audit records matching `match`, once there are at least `atLeast` of them. The server
- * writes a record after it has sent the reply the client acts on, so a test that reads the
- * file right after a reply can be a few milliseconds early: this polls (every 25 ms, at most
+ * The records `read` returns that match `match`, once there are at least `atLeast` of them.
+ * The server writes a line after it has sent the reply the client acts on, and lines
+ * written close together reach the file together up to 10 ms later (RotatingFile), so a
+ * test that reads a log right after an event can be early: this polls (every 25 ms, at most
  * `timeoutMs`) and returns what matched at the end either way, for the test to assert on.
  */
-export async function auditRecords(
-  logDir: string,
-  match: (record: Record<string, unknown>) => boolean,
+export async function recordsOnceThere(
+  read: () => Promise<LogRecord[]>,
+  match: (record: LogRecord) => boolean,
   atLeast = 1,
   timeoutMs = 5000,
-): Promise<Record<string, unknown>[]> {
-  let found: Record<string, unknown>[] = [];
+): Promise<LogRecord[]> {
+  let found: LogRecord[] = [];
   await pollUntil(async () => {
-    found = (await auditLog(logDir)).filter(match);
+    found = (await read()).filter(match);
     return found.length >= atLeast;
   }, timeoutMs, 25);
   return found;
+}
+
+/** The audit.log records matching `match`, once there are `atLeast` (see recordsOnceThere). */
+export function auditRecords(logDir: string, match: (record: LogRecord) => boolean, atLeast = 1, timeoutMs = 5000): Promise<LogRecord[]> {
+  return recordsOnceThere(() => auditLog(logDir), match, atLeast, timeoutMs);
+}
+
+/** The dfos.log records matching `match`, once there are `atLeast` (see recordsOnceThere). */
+export function dfosRecords(logDir: string, match: (record: LogRecord) => boolean, atLeast = 1, timeoutMs = 5000): Promise<LogRecord[]> {
+  return recordsOnceThere(() => dfosLog(logDir), match, atLeast, timeoutMs);
 }
