@@ -28,7 +28,8 @@ process.env.UV_THREADPOOL_SIZE ??= '32';
 if (!/semi[-_]space/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`)) setFlagsFromString('--semi-space-growth-factor=1');
 
 /*
- * `serve` runs on jemalloc when installed (see server/allocator.cts): the allocator is chosen
+ * `serve` runs on jemalloc when installed, else on glibc with a fixed mmap threshold (see
+ * server/allocator.cts): the allocator and its settings are chosen
  * when a process starts, so the process replaces itself with the same command under the
  * right environment (same PID, same stdio) where Node offers process.execve. Not under an
  * IPC channel (pm2 in fork mode), which does not survive the replacement: there the
@@ -46,7 +47,8 @@ if (process.argv[2] === 'serve') {
       execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, ...allocator.add });
     } catch (err) {
       // Not fatal: this process goes on, on the system allocator.
-      process.stderr.write(`dfos: could not restart on jemalloc (${err instanceof Error ? err.message : String(err)}); running on the system allocator (DFOS_ALLOCATOR=system hides this)\n`);
+      const settings = Object.keys(allocator.add).join(', ');
+      process.stderr.write(`dfos: could not restart with the allocator settings ${settings} (${err instanceof Error ? err.message : String(err)}); running on the system allocator as it comes (DFOS_ALLOCATOR=system hides this)\n`);
     }
   }
 }

@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import test from 'ava';
-import { allocatorEnv, JEMALLOC_CONF } from '../src/server/allocator.cjs';
+import { allocatorEnv, GLIBC_MMAP_THRESHOLD, JEMALLOC_CONF } from '../src/server/allocator.cjs';
 import { runProgram } from './helpers/protocolFixtures.js';
 import { CLI, cleanEnv, spawnServer, stripAnsi } from './helpers/serverProcess.js';
 
-/** The memory allocator: jemalloc when installed (it returns freed memory after load), else glibc. */
+/** The memory allocator: jemalloc when installed (it returns freed memory after load), else glibc with a fixed mmap threshold. */
 
 const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
 const only = (path: string) => (p: string) => p === path;
@@ -15,7 +15,11 @@ test('allocatorEnv: jemalloc when installed, with its purging settings; the oper
   t.deepEqual(allocatorEnv({ LD_PRELOAD: '/opt/libfoo.so' }, only(JEMALLOC)), { add: { LD_PRELOAD: `${JEMALLOC}:/opt/libfoo.so`, MALLOC_CONF: JEMALLOC_CONF } });
   t.deepEqual(allocatorEnv({ LD_PRELOAD: '/opt/libjemalloc.so.2' }, only(JEMALLOC)), { add: {} }, 'already preloaded by the operator');
   t.deepEqual(allocatorEnv({ DFOS_ALLOCATOR: 'system' }, only(JEMALLOC)), { add: {} });
-  t.deepEqual(allocatorEnv({}, () => false), { add: {} }, 'auto without jemalloc: glibc, no error');
+  t.deepEqual(allocatorEnv({}, () => false), { add: { MALLOC_MMAP_THRESHOLD_: GLIBC_MMAP_THRESHOLD } }, 'auto without jemalloc: glibc with a fixed mmap threshold, no error');
+  t.is(GLIBC_MMAP_THRESHOLD, '131072');
+  t.deepEqual(allocatorEnv({ MALLOC_MMAP_THRESHOLD_: '65536' }, () => false), { add: {} }, "the operator's own threshold kept");
+  t.deepEqual(allocatorEnv({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=262144' }, () => false), { add: {} }, "the operator's own tunable kept");
+  t.deepEqual(allocatorEnv({ DFOS_ALLOCATOR: 'system' }, () => false), { add: {} }, 'system: glibc as it comes');
   t.deepEqual(allocatorEnv({ DFOS_ALLOCATOR: 'jemalloc' }, only('/usr/lib64/libjemalloc.so.2')), { add: { LD_PRELOAD: '/usr/lib64/libjemalloc.so.2', MALLOC_CONF: JEMALLOC_CONF } });
   const missing = allocatorEnv({ DFOS_ALLOCATOR: 'jemalloc' }, () => false);
   t.regex('error' in missing ? missing.error : '', /^DFOS_ALLOCATOR=jemalloc: libjemalloc\.so\.2 not found .*apt-get install libjemalloc2.*DFOS_ALLOCATOR=system$/);
