@@ -95,9 +95,11 @@ test('with a stage the bytes go through the stream pipeline, exact', async (t) =
 });
 
 /**
- * The reset comes once the server has read everything sent (the upload waits for more): on
- * Node 20 a reset arriving while sent bytes are still unread is reported as a normal end of
- * stream (Node 24 reports the reset), which a loaded machine hit with a fixed 50 ms delay.
+ * The reset comes once the server has read everything sent (the upload waits for more). A
+ * reset arriving while sent bytes are still unread is reported by Node 20 as a plain end of
+ * stream, which receiveUpload alone cannot tell from a FIN: the STOR command's
+ * endedNormally() probe catches it (test/endedNormally.test.ts). With a fixed 50 ms delay a
+ * loaded CI machine hit that case here.
  */
 test('a connection reset mid-upload rejects and the upload leaves nothing behind', async (t) => {
   const sent = 1024 * 1024;
