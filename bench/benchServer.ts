@@ -317,13 +317,28 @@ export function benchArgs<C extends string>(choices: readonly C[], what: string)
 /**
  * What a benchmark must stop (servers, clusters), newest first: `stopAll()` runs each (a
  * failure is printed, not thrown), then `last` (e.g. removing the work folder). SIGINT and
- * SIGTERM run it too, then exit 130.
+ * SIGTERM run it too, then exit 130. `tracked(stop)` registers a stop and returns it
+ * wrapped so that it runs once: called by the benchmark, it leaves the list first.
  */
-export function stopsOnSignal(last: () => Promise<unknown> = async () => undefined): { stops: (() => Promise<void>)[]; stopAll: () => Promise<void> } {
+export function stopsOnSignal(last: () => Promise<unknown> = async () => undefined): {
+  stops: (() => Promise<void>)[];
+  stopAll: () => Promise<void>;
+  tracked: (stop: () => Promise<void>) => () => Promise<void>;
+} {
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     while (stops.length > 0) await stops.pop()!().catch((err: unknown) => console.error(`cleanup: ${(err as Error).message}`));
     await last();
+  };
+  const tracked = (stop: () => Promise<void>) => {
+    const once = async (): Promise<void> => {
+      const i = stops.indexOf(once);
+      if (i < 0) return;
+      stops.splice(i, 1);
+      await stop();
+    };
+    stops.push(once);
+    return once;
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -331,5 +346,5 @@ export function stopsOnSignal(last: () => Promise<unknown> = async () => undefin
       void stopAll().finally(() => process.exit(130));
     });
   }
-  return { stops, stopAll };
+  return { stops, stopAll, tracked };
 }

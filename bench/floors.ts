@@ -139,19 +139,7 @@ else throw new Error('unknown mode ' + mode);
 `;
 
 const work = await mkdtemp(join(tmpdir(), 'dfos-floors-'));
-const { stops, stopAll } = stopsOnSignal(() => rm(work, { recursive: true, force: true }));
-
-/** Registers `stop` with stopAll; the returned stop unregisters it, then runs it (so it runs once). */
-function tracked(stop: () => Promise<void>): () => Promise<void> {
-  const once = async (): Promise<void> => {
-    const i = stops.indexOf(once);
-    if (i < 0) return;
-    stops.splice(i, 1);
-    await stop();
-  };
-  stops.push(once);
-  return once;
-}
+const { stopAll, tracked } = stopsOnSignal(() => rm(work, { recursive: true, force: true }));
 
 /** A child process started here: its PID, its output so far, a bounded stop. */
 interface Child {

@@ -137,7 +137,7 @@ async function waitForFile(file: string, timeoutMs: number): Promise<void> {
 }
 
 const work = await mkdtemp(join(tmpdir(), 'dfos-ftps-bench-'));
-const { stops, stopAll } = stopsOnSignal(() => rm(work, { recursive: true, force: true }));
+const { stopAll, tracked } = stopsOnSignal(() => rm(work, { recursive: true, force: true }));
 
 /** Starts a server with `start` (which returns the target and its stop), measures, stops it; the result. */
 async function run(label: string, start: () => Promise<{ target: Target; stop: () => Promise<void> }>, bigFile: string, bigSha: string): Promise<RunResult> {
@@ -145,17 +145,13 @@ async function run(label: string, start: () => Promise<{ target: Target; stop: (
   let stop: (() => Promise<void>) | undefined;
   try {
     const started = await start();
-    stop = started.stop;
-    stops.push(stop);
+    stop = tracked(started.stop);
     await measure(started.target, bigFile, bigSha, result);
     console.error(`${label}: done`);
   } catch (err) {
     result.error = (err as Error).message;
   } finally {
-    if (stop) {
-      stops.splice(stops.indexOf(stop), 1);
-      await stop();
-    }
+    await stop?.();
   }
   console.log(phaseTable(result));
   return result;
