@@ -23,6 +23,7 @@ import {
   waitRefused,
 } from './helpers/protocolFixtures.js';
 import type { TestServer } from './helpers/testServer.js';
+import { spawnServer } from './helpers/serverProcess.js';
 import { readToEnd, writeAndEnd } from './helpers/dataTransfer.js';
 
 /**
@@ -241,6 +242,49 @@ test('defect 14: passive ports are picked from the WHOLE range (7 of 8 ports tak
 
 // ---------------------------------------------------------------------------------------
 // PASV address, IPv6, EPSV ALL
+
+/** How a data connection the client holds was closed: 'end' (in order), an error code, or 'open'. */
+function closedHow(socket: Socket, timeoutMs: number): Promise<string> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('open'), timeoutMs);
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(err.code ?? err.message);
+    });
+    socket.once('end', () => {
+      clearTimeout(timer);
+      resolve('end');
+    });
+    socket.resume();
+  });
+}
+
+test('a transfer command refused before it uses the data connection (550) closes the connection the client already opened in order, never with a reset', async (t) => {
+  // The client connects and at once sends the command, which fails on a missing path before
+  // the server has accepted the connection from the kernel's queue. Closing the listener
+  // then reset the connection (5-17 % of rounds), and basic-ftp reported
+  // `read ECONNRESET (data socket)` instead of the 550. The server runs in its own process:
+  // sharing the test's event loop, it would accept each connection before the command came.
+  const proc = await spawnServer();
+  t.teardown(() => proc.cleanup());
+  const raw = await loginAt(proc.port, '127.0.0.1');
+  t.teardown(() => raw.close());
+  const outcomes: Record<string, number> = {};
+  for (let i = 0; i < 60; i++) {
+    for (const line of ['MLSD missing.txt', 'LIST missing.txt', 'NLST missing.txt', 'RETR missing.txt']) {
+      const e = await epsv(raw);
+      const data = await e.connect();
+      const closed = closedHow(data, 5000); // listening before the close can come
+      const r = await raw.command(line, REPLY_MS);
+      const how = await closed;
+      data.destroy();
+      const key = `${line.split(' ')[0]} ${r.code} ${how}`;
+      outcomes[key] = (outcomes[key] ?? 0) + 1;
+    }
+  }
+  t.deepEqual(outcomes, { 'MLSD 550 end': 60, 'LIST 550 end': 60, 'NLST 550 end': 60, 'RETR 550 end': 60 });
+  t.is((await raw.command('NOOP', REPLY_MS)).code, 200);
+});
 
 test('PASV announces the control connection\'s local address by default, and --pasv-address when set', async (t) => {
   // The server listens on 127.0.0.2: the default announcement must be that address.

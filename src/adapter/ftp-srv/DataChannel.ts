@@ -92,6 +92,22 @@ function listenOn(server: Server, port: number, host: string): Promise<number> {
   });
 }
 
+/** How long a passive listener no transfer used stays open for a connection already on its way (see DataChannel.end()). */
+const QUEUED_CONNECTION_GRACE_MS = 1000;
+
+/**
+ * Closes `server` after its next connection (which its 'connection' handlers close, the
+ * channel no longer awaiting it) or after `graceMs`, whichever comes first.
+ */
+function closeAfterQueued(server: Server, graceMs: number): void {
+  const close = () => {
+    clearTimeout(timer);
+    server.close();
+  };
+  const timer = setTimeout(close, graceMs);
+  server.once('connection', close);
+}
+
 /**
  * One session's data connection, replacing ftp-srv's connectors. Event-driven (ftp-srv
  * polled every 50 ms and answered 425 after 5 s), and leak-free: a passive listener is
@@ -128,7 +144,7 @@ export class DataChannel implements FtpConnector {
 
   /** PASV/EPSV: opens a fresh listener; returns its port. */
   async listenPassive(): Promise<number> {
-    this.end();
+    this.reset(false);
     const server = createServer({ pauseOnConnect: true });
     server.on('connection', (socket) => this.accept(server, socket));
     server.on('error', () => undefined);
@@ -149,7 +165,7 @@ export class DataChannel implements FtpConnector {
 
   /** PORT/EPRT: the next transfer connects to this address. */
   setActive(host: string, port: number, family: 4 | 6): void {
-    this.end();
+    this.reset(false);
     this.active = { host, port, family };
     this.type = 'active';
   }
@@ -179,8 +195,22 @@ export class DataChannel implements FtpConnector {
     });
   }
 
-  /** Closes the data connection and any listener; the channel is unset afterwards. */
+  /**
+   * Closes the data connection and any listener; the channel is unset afterwards. Called
+   * when a transfer command ends (also one refused before it used the connection, like a
+   * RETR or MLSD of a missing path), on ABOR and when the session ends. A passive listener
+   * that has not accepted a connection yet is closed only once its first connection came
+   * in (and was closed in order), or after a short grace: a client that connected before
+   * sending the command may still sit in the kernel's accept queue, and closing the
+   * listener then would reset that connection, which a client can see before the reply
+   * that says why (basic-ftp reported `read ECONNRESET (data socket)` instead of the 550).
+   */
   end(): void {
+    this.reset(true);
+  }
+
+  /** end(); `graceful`: an unused passive listener gets its grace (see end()) instead of closing at once. */
+  private reset(graceful: boolean): void {
     this.clearUnusedTimer();
     this.#timedOut = false;
     const socket = this.dataSocket;
@@ -190,7 +220,9 @@ export class DataChannel implements FtpConnector {
         setTimeout(() => socket.destroy(), 2000).unref();
       } else socket.destroy();
     }
-    this.dataServer?.close();
+    const server = this.dataServer;
+    if (server?.listening && graceful) closeAfterQueued(server, Math.min(this.options.connectTimeoutMs, QUEUED_CONNECTION_GRACE_MS));
+    else server?.close();
     this.dataSocket = null;
     this.ready = null;
     this.failure = undefined;
@@ -212,7 +244,7 @@ export class DataChannel implements FtpConnector {
     this.unusedTimer = setTimeout(() => {
       this.unusedTimer = undefined;
       if (sessionOf(this.connection)?.busy) return this.armUnusedTimer();
-      this.end();
+      this.reset(false);
       this.#timedOut = true;
     }, this.options.connectTimeoutMs);
     this.unusedTimer.unref();
