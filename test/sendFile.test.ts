@@ -1,10 +1,11 @@
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { open, writeFile } from 'node:fs/promises';
-import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { sendFile } from '../src/storage/local/sendFile.js';
 import { sameBytes, tempDir } from './helpers/clientFixtures.js';
+import { socketPair, type Pair } from './helpers/loopbackSocket.js';
+import type { Socket } from 'node:net';
 
 /**
  * sendFile: the download loop behind RETR (two reused buffers of up to 1 MiB; one when more
@@ -12,45 +13,6 @@ import { sameBytes, tempDir } from './helpers/clientFixtures.js';
  * loopback sockets: exact bytes across chunk boundaries and from offsets, a clean FIN at
  * the end, and a rejection (never a crash or a hang) when the receiver goes away.
  */
-
-interface Pair {
-  sender: Socket;
-  received: Promise<{ bytes: Buffer; ended: boolean }>;
-  receiver: Promise<Socket>;
-  close(): void;
-}
-
-/** A loopback connection: `sender` is ours; the other end collects until FIN or reset. */
-async function socketPair(): Promise<Pair> {
-  let resolveReceiver!: (s: Socket) => void;
-  const receiver = new Promise<Socket>((r) => (resolveReceiver = r));
-  const server = createServer((s) => resolveReceiver(s));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  const sender = connect(port, '127.0.0.1');
-  sender.on('error', () => undefined);
-  await new Promise<void>((r) => sender.once('connect', r));
-  const received = receiver.then(
-    (s) =>
-      new Promise<{ bytes: Buffer; ended: boolean }>((resolve) => {
-        const chunks: Buffer[] = [];
-        s.on('data', (d: Buffer) => chunks.push(d));
-        s.on('end', () => resolve({ bytes: Buffer.concat(chunks), ended: true }));
-        s.on('error', () => resolve({ bytes: Buffer.concat(chunks), ended: false }));
-        s.on('close', () => resolve({ bytes: Buffer.concat(chunks), ended: false }));
-      }),
-  );
-  return {
-    sender,
-    received,
-    receiver,
-    close: () => {
-      sender.destroy();
-      void receiver.then((s) => s.destroy());
-      server.close();
-    },
-  };
-}
 
 const SIZES: Array<[string, number, number]> = [
   ['an empty file', 0, 0],

@@ -18,3 +18,42 @@ export function sendAndEnd(port: number, data: Buffer): Socket {
   client.on('error', () => undefined);
   return client;
 }
+
+export interface Pair {
+  sender: Socket;
+  received: Promise<{ bytes: Buffer; ended: boolean }>;
+  receiver: Promise<Socket>;
+  close(): void;
+}
+
+/** A loopback connection: `sender` is ours; the other end collects until FIN or reset. */
+export async function socketPair(): Promise<Pair> {
+  let resolveReceiver!: (s: Socket) => void;
+  const receiver = new Promise<Socket>((r) => (resolveReceiver = r));
+  const server = createServer((s) => resolveReceiver(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  const sender = connect(port, '127.0.0.1');
+  sender.on('error', () => undefined);
+  await new Promise<void>((r) => sender.once('connect', r));
+  const received = receiver.then(
+    (s) =>
+      new Promise<{ bytes: Buffer; ended: boolean }>((resolve) => {
+        const chunks: Buffer[] = [];
+        s.on('data', (d: Buffer) => chunks.push(d));
+        s.on('end', () => resolve({ bytes: Buffer.concat(chunks), ended: true }));
+        s.on('error', () => resolve({ bytes: Buffer.concat(chunks), ended: false }));
+        s.on('close', () => resolve({ bytes: Buffer.concat(chunks), ended: false }));
+      }),
+  );
+  return {
+    sender,
+    received,
+    receiver,
+    close: () => {
+      sender.destroy();
+      void receiver.then((s) => s.destroy());
+      server.close();
+    },
+  };
+}

@@ -1,7 +1,7 @@
 /**
  * Transfer buffers carved from one slab allocated once and reused: local downloads read
- * into them (sendFile.ts), local uploads stage into them (StagedFileWriter.ts), each from a
- * slab of its own.
+ * into them (sendFile.ts), local uploads stage into them (StagedFileWriter.ts), both from
+ * the same slab (transferSlab.ts).
  *
  * Why: downloads used to allocate their buffers per transfer (up to 1 MiB each, shrinking
  * as more downloads started) and leave them to the garbage collector. glibc serves such
@@ -17,9 +17,10 @@
  * ordinary buffer of its own, which the garbage collector frees as before.
  *
  * After a busy period the slab lets go of segments that stayed empty for `idleMs` (5 s by
- * default) and calls `onRelease`, so that the server's memory returns near its idle value
- * once a burst of downloads is over (ftpbench's 200 parallel downloads had taken all 32 MiB
- * for good); the next download takes a fresh segment, which costs one 4 MiB mapping.
+ * default; the transfer slab keeps them 30 s) and calls `onRelease`, so that the server's
+ * memory returns near its idle value once a burst of transfers is over (ftpbench's 200
+ * parallel downloads had taken all of a 32 MiB slab for good); the next transfer takes a
+ * fresh segment, which costs one 4 MiB mapping and its page faults.
  */
 
 /** The unit of the slab: the smallest buffer it hands out. */

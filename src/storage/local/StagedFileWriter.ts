@@ -1,19 +1,18 @@
 import type { FileHandle } from 'node:fs/promises';
-import { collectGarbage } from '../../util/collectGarbage.js';
 import { COPY_IN_MAX } from '../StorageBackend.js';
-import { BufferSlab, SEGMENT_IDLE_MS, SLOT_BYTES } from './BufferSlab.js';
+import { SLOT_BYTES } from './BufferSlab.js';
+import { transferSlab as slab } from './transferSlab.js';
 
 /**
  * Upload bytes staged in memory between the socket and the disk, shared by all running
  * uploads: each stages into two buffers of an equal share of it (STAGE_MAX at most,
- * STAGE_MIN at least), fixed when it opens. A lone upload writes 1 MiB per system call;
- * 200 at once stage 2 × 128 KiB each (the slab serves the first 64 of them, the others get
- * buffers of their own, allocated once per upload).
+ * STAGE_MIN at least), fixed when it opens, taken from the transfer slab (see
+ * transferSlab.ts). A lone upload writes 1 MiB per system call; 200 at once stage
+ * 2 × 128 KiB each (the first ones, opened while few ran, keep their larger share).
  */
 export const STAGING_BUDGET = 16 << 20;
 const STAGE_MAX = 1 << 20;
 const STAGE_MIN = 2 * COPY_IN_MAX;
-const slab = new BufferSlab(STAGING_BUDGET, undefined, SEGMENT_IDLE_MS, collectGarbage);
 /** Writers holding buffers in this process right now. */
 let openWriters = 0;
 

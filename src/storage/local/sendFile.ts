@@ -1,17 +1,16 @@
 import { read } from 'node:fs';
 import type { Socket } from 'node:net';
-import { collectGarbage } from '../../util/collectGarbage.js';
-import { BufferSlab, SEGMENT_IDLE_MS, SLOT_BYTES } from './BufferSlab.js';
+import { SLOT_BYTES } from './BufferSlab.js';
+import { transferSlab as slab } from './transferSlab.js';
 
 /** Size of each read from disk: large reads keep syscalls per GiB low. */
 const CHUNK_BYTES = 1 << 20;
 /**
- * Buffer memory that all running downloads share (see bufferSize): one slab, reused. 32 MiB
- * lets up to 16 downloads read 1 MiB at a time into two buffers each, and 256 read 128 KiB
- * at a time into one buffer each (see OVERLAP_UP_TO).
+ * Buffer memory that all running downloads share (see bufferSize), taken from the transfer
+ * slab. 32 MiB lets up to 16 downloads read 1 MiB at a time into two buffers each, and 256
+ * read 128 KiB at a time into one buffer each (see OVERLAP_UP_TO).
  */
 const BUFFER_BUDGET = 32 << 20;
-const slab = new BufferSlab(BUFFER_BUDGET, undefined, SEGMENT_IDLE_MS, collectGarbage);
 
 /**
  * Sends a file from `start` to its end over `socket`, then ends the socket (FIN) and
@@ -21,7 +20,7 @@ const slab = new BufferSlab(BUFFER_BUDGET, undefined, SEGMENT_IDLE_MS, collectGa
  *
  * Why not `pipeline(createReadStream(), socket)`: a read stream allocates a new buffer for
  * every chunk, and waits for the socket to drain before it reads on. Here two buffers
- * (up to 1 MiB each, see bufferSize; taken from the shared slab, see BufferSlab) alternate:
+ * (up to 1 MiB each, see bufferSize; taken from the transfer slab, see transferSlab.ts) alternate:
  * the next chunk is read from disk while the previous one is being written (when many
  * downloads run, one buffer, see OVERLAP_UP_TO), and a buffer is reused only after the
  * socket reported it written. On loopback curl fetches a 1 GiB file in 0.52–0.65 s
