@@ -321,7 +321,6 @@ export function benchArgs<C extends string>(choices: readonly C[], what: string)
  * wrapped so that it runs once: called by the benchmark, it leaves the list first.
  */
 export function stopsOnSignal(last: () => Promise<unknown> = async () => undefined): {
-  stops: (() => Promise<void>)[];
   stopAll: () => Promise<void>;
   tracked: (stop: () => Promise<void>) => () => Promise<void>;
 } {
@@ -331,10 +330,14 @@ export function stopsOnSignal(last: () => Promise<unknown> = async () => undefin
     await last();
   };
   const tracked = (stop: () => Promise<void>) => {
+    let done = false;
+    // Runs once whoever calls it first: the benchmark, or stopAll() (which has already
+    // taken it off the list).
     const once = async (): Promise<void> => {
+      if (done) return;
+      done = true;
       const i = stops.indexOf(once);
-      if (i < 0) return;
-      stops.splice(i, 1);
+      if (i >= 0) stops.splice(i, 1);
       await stop();
     };
     stops.push(once);
@@ -346,5 +349,5 @@ export function stopsOnSignal(last: () => Promise<unknown> = async () => undefin
       void stopAll().finally(() => process.exit(130));
     });
   }
-  return { stops, stopAll, tracked };
+  return { stopAll, tracked };
 }

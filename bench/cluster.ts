@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { startCephRgw, type CephRgw } from '../test/helpers/ceph.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
-import { BENCH_PASSWORD, benchArgs, BENCH_USER, MIB, digest, openInBatches, rawSession, retrCollect, sha256, storBuffer, type RawSession } from './benchServer.js';
+import { BENCH_PASSWORD, benchArgs, BENCH_USER, MIB, digest, openInBatches, rawSession, retrCollect, sha256, stopsOnSignal, storBuffer, type RawSession } from './benchServer.js';
 import { phaseTable, processSetMeter, summaryTable, timed, type RunResult } from './phase.js';
 
 const argv = process.argv;
@@ -28,13 +28,8 @@ const BUCKET = 'dfos-bench-cluster';
 
 process.env.CEPH_MEMSTORE_BYTES ??= String(Math.max(2, Math.ceil((sessions * eachMiB * 2.5) / 1024)) * 1024 ** 3);
 const ceph: CephRgw = await startCephRgw();
-const stops: (() => Promise<void>)[] = [() => ceph.stop()];
-const stopAll = async () => {
-  while (stops.length > 0) await stops.pop()!().catch((err: unknown) => console.error(`cleanup: ${(err as Error).message}`));
-};
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => void stopAll().finally(() => process.exit(130)));
-}
+const { stopAll, tracked } = stopsOnSignal();
+tracked(() => ceph.stop());
 
 async function emptyPrefix(prefix: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
@@ -49,18 +44,17 @@ async function measure(nodes: number): Promise<RunResult> {
   const label = `${nodes} node${nodes > 1 ? 's' : ''} behind HAProxy`;
   const result: RunResult = { label, phases: [] };
   const prefix = `bench-${nodes}-${randomBytes(4).toString('hex')}`;
-  let cluster: Cluster | undefined;
+  let stopCluster: (() => Promise<void>) | undefined;
   const open: RawSession[] = [];
   try {
-    cluster = await startCluster({
+    const running: Cluster = await startCluster({
       nodes,
       users: [{ name: BENCH_USER, password: BENCH_PASSWORD }],
       pasvPorts: Math.ceil((sessions / nodes) * 1.5) + 20,
       args: ['--storage', `s3://${BUCKET}/${prefix}`, '--s3-endpoint', ceph.endpoint, '--max-sessions', '0', '--max-sessions-per-ip', '0'],
       env: { AWS_ACCESS_KEY_ID: ceph.accessKeyId, AWS_SECRET_ACCESS_KEY: ceph.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' },
     });
-    const running = cluster;
-    stops.push(() => running.stop());
+    stopCluster = tracked(() => running.stop());
     const meter = processSetMeter(prefix);
     const payloads = Array.from({ length: sessions }, () => randomBytes(eachMiB * MIB));
     const shas = payloads.map(sha256);
@@ -83,10 +77,7 @@ async function measure(nodes: number): Promise<RunResult> {
     result.error = (err as Error).message;
   } finally {
     for (const s of open) s.close();
-    if (cluster) {
-      stops.splice(stops.length - 1, 1);
-      await cluster.stop();
-    }
+    await stopCluster?.();
     await emptyPrefix(prefix).catch(() => undefined);
   }
   console.error(`${label}: done`);

@@ -110,25 +110,20 @@ const summary = (results: BackendResult[]): string =>
   );
 
 const work = await mkdtemp(join(tmpdir(), 'dfos-storage-bench-'));
-const { stops, stopAll } = stopsOnSignal(() => rm(work, { recursive: true, force: true }));
+const { stopAll, tracked } = stopsOnSignal(() => rm(work, { recursive: true, force: true }));
 
 /** Starts a server, measures, stops it; the result (with `error` set if something failed). */
 async function run(backend: string, args: string[], env: Record<string, string>, bigFile: string, bigSha: string): Promise<BackendResult> {
   const result: BackendResult = { label: backend, idleRssMiB: 0, phases: [] };
-  let server: BenchServer | undefined;
   let stop: (() => Promise<void>) | undefined;
   try {
-    server = await startBenchServer({ args, env });
-    stop = server.stop;
-    stops.push(stop);
+    const server = await startBenchServer({ args, env });
+    stop = tracked(server.stop);
     await measure(backend, server, bigFile, bigSha, result);
   } catch (err) {
     result.error = (err as Error).message;
   } finally {
-    if (stop) {
-      stops.splice(stops.indexOf(stop), 1);
-      await stop();
-    }
+    await stop?.();
   }
   console.log(backendTable(result));
   return result;
@@ -146,8 +141,7 @@ try {
     let ceph: Awaited<ReturnType<typeof startCephRgw>> | undefined;
     try {
       ceph = await startCephRgw();
-      const c = ceph;
-      stops.push(() => c.stop());
+      tracked(ceph.stop);
       await withTimeout(ceph.createBucket(BUCKET), 60_000, 'create bucket');
     } catch (err) {
       results.push({ label: 'S3 (Ceph RGW)', idleRssMiB: 0, phases: [], error: (err as Error).message });
