@@ -136,6 +136,11 @@ export class UploadAllowance {
     this.usage?.apply(this.kept + bytesWritten - before, this.target.existed ? 0 : 1);
   }
 
+  /** Resolves once the other nodes see the upload's outcome (commit or release); see UserUsage.published. */
+  published(): Promise<void> {
+    return this.usage?.published() ?? Promise.resolve();
+  }
+
   /** Gives back what the upload held (it was discarded). Idempotent. */
   release(): void {
     if (this.settled) return;
@@ -196,10 +201,12 @@ export function limitedSink(sink: WriteSink, allowance: UploadAllowance): WriteS
     async commit() {
       await sink.commit();
       allowance.commit(sink.bytesWritten);
+      await allowance.published();
     },
     async abort() {
       allowance.release();
       await sink.abort();
+      await allowance.published();
     },
   };
 }

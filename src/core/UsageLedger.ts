@@ -62,10 +62,22 @@ export function formatUsage(records: ReadonlyMap<string, UsageRecord>): string {
 interface UsageHooks {
   /** A completed change was applied to the record. */
   changed(user: string, deltaBytes: number, deltaFiles: number): void;
-  /** Takes the other nodes' changes (resolves at once without a shared store). */
+  /** Takes the other nodes' changes and reservations (resolves at once without a shared store). */
   refresh(user: string): Promise<void>;
   /** What the user's uploads in flight on other nodes hold. */
   peerReserved(user: string): { bytes: number; files: number };
+  /** Resolves once the other nodes can see this node's changes and reservations of the user. */
+  published(user: string): Promise<void>;
+}
+
+/**
+ * What the other nodes' uploads in flight hold (`--redis`, or workers): read from memory,
+ * refreshed by a periodic exchange that also publishes this node's own reservations.
+ */
+export interface PeerReservations {
+  reservedBy(user: string): { bytes: number; files: number };
+  /** An exchange (publish this node's, read the others') that starts after the call. */
+  fresh(): Promise<void>;
 }
 
 /**
@@ -108,9 +120,19 @@ export class UserUsage {
     return { bytes: this.reservedBytes, files: this.reservedFiles };
   }
 
-  /** Brings the usage up to date with the other nodes' changes (bounded; nothing to do without a shared store). */
+  /** Brings the usage and the other nodes' reservations up to date (bounded; nothing to do without a shared store). */
   refresh(): Promise<void> {
     return this.hooks.refresh(this.user);
+  }
+
+  /**
+   * Resolves once the other nodes see this node's changes and reservations as they are now
+   * (bounded by the shared store's timeout; at once without one). An upload waits for it
+   * before its reply, so a client that goes on to another node is counted there exactly:
+   * not with its finished upload both stored and still reserved.
+   */
+  published(): Promise<void> {
+    return this.hooks.published(this.user);
   }
 
   /** Adds a completed change (negative for deletions); never below zero. */
@@ -138,8 +160,8 @@ export interface UsageLedgerOptions {
   writeDelayMs?: number;
   /** The cluster's usage (`--redis`); absent: this node's own only. */
   shared?: SharedState;
-  /** What each user's uploads in flight on other nodes hold (`--redis`). */
-  peerReserved?: (user: string) => { bytes: number; files: number };
+  /** What each user's uploads in flight on other nodes hold (`--redis`, or workers). */
+  peers?: PeerReservations;
 }
 
 const NOTHING_RESERVED = { bytes: 0, files: 0 };
@@ -174,14 +196,21 @@ export class UsageLedger {
     const sync = shared ? new UsageSync(shared.usage, records, () => this.scheduleWrite()) : undefined;
     this.sync = sync;
     if (sync) shared!.onResync((fresh) => sync.resync(fresh));
-    const peerReserved = options.peerReserved;
+    const peers = options.peers;
     this.hooks = {
       changed: (user, deltaBytes, deltaFiles) => {
         this.scheduleWrite();
         sync?.added(user, deltaBytes, deltaFiles);
       },
-      refresh: sync ? (user) => sync.refresh(user) : () => Promise.resolve(),
-      peerReserved: peerReserved ?? (() => NOTHING_RESERVED),
+      refresh: async (user) => {
+        await Promise.all([sync?.refresh(user), peers?.fresh()]);
+      },
+      peerReserved: peers ? (user) => peers.reservedBy(user) : () => NOTHING_RESERVED,
+      // The usage first: in between, another node counts the upload twice (refuses) rather than not at all.
+      published: async (user) => {
+        await sync?.pushed(user);
+        await peers?.fresh();
+      },
     };
   }
 

@@ -241,7 +241,7 @@ export class DfosServer {
     const usage = await UsageLedger.open({
       file: keepsFiles && (!worker || config.redis !== undefined) ? usageFilePath(resolve(config.stateDir)) : undefined,
       log,
-      ...(shared && peers ? { shared, peerReserved: (user: string) => peers.reservedBy(user) } : {}),
+      ...(shared && peers ? { shared, peers } : {}),
     });
     // Adopt the cluster's bans and usage (or refill an empty Redis) before accepting.
     await shared?.begin();

@@ -24,6 +24,8 @@ export class PeerLoad {
   private at = 0;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** An exchange waiting for the running one to end (see fresh()). */
+  private queued: Promise<void> | undefined;
 
   constructor(
     private readonly store: SharedLoad,
@@ -48,6 +50,19 @@ export class PeerLoad {
         this.running = undefined;
       });
     return this.running;
+  }
+
+  /**
+   * An exchange that starts after this call (after the one in flight, if any, ends): what
+   * it publishes and reads is at least as new as the call. Callers that come while one is
+   * waiting share it. Bounded like exchange().
+   */
+  fresh(): Promise<void> {
+    this.queued ??= (this.running ?? Promise.resolve()).then(() => {
+      this.queued = undefined;
+      return this.exchange();
+    });
+    return this.queued;
   }
 
   /** Stops exchanging and withdraws this node's load (bounded by the store's timeout). */

@@ -93,6 +93,11 @@ export class UsageSync {
     );
   }
 
+  /** Resolves when this node's changes to `user`'s usage made so far have been pushed, or failed to be (bounded). */
+  async pushed(user: string): Promise<void> {
+    await this.chains.get(user);
+  }
+
   /** Drops the user's record in the store (no quota any more). */
   drop(user: string): void {
     this.deltas.delete(user);
