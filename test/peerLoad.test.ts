@@ -54,3 +54,40 @@ test('fresh(): while an exchange is in flight, waits for it and runs one more th
   held.answer([]);
   await idle;
 });
+
+test('advertises(): whether the other nodes may see a reservation of the user from this node (being published, published last, or in an exchange that failed)', async (t) => {
+  const held = heldStore();
+  const local = emptyLoad();
+  let fail = false;
+  const store: SharedLoad = {
+    exchange: (load) => held.store.exchange(load).then((others) => (fail ? Promise.reject(new Error('store down')) : others)),
+    leave: () => Promise.resolve(),
+  };
+  const peers = new PeerLoad(store, () => local);
+  t.false(peers.advertises('q'));
+  local.reserved['q'] = [10, 1];
+  const withQ = peers.exchange();
+  t.true(peers.advertises('q'), 'while being published');
+  held.answer([]);
+  await withQ;
+  t.true(peers.advertises('q'), 'published last');
+  delete local.reserved['q'];
+  t.true(peers.advertises('q'), 'ending the reservation here does not withdraw it there');
+  const without = peers.exchange();
+  t.true(peers.advertises('q'), 'until a load without it has landed');
+  held.answer([]);
+  await without;
+  t.false(peers.advertises('q'));
+  local.reserved['q'] = [5, 0];
+  fail = true;
+  const failed = peers.exchange();
+  held.answer([]);
+  await failed;
+  delete local.reserved['q'];
+  t.true(peers.advertises('q'), 'an exchange that failed may have landed');
+  fail = false;
+  const again = peers.exchange();
+  held.answer([]);
+  await again;
+  t.false(peers.advertises('q'));
+});

@@ -76,6 +76,8 @@ interface UsageHooks {
  */
 export interface PeerReservations {
   reservedBy(user: string): { bytes: number; files: number };
+  /** Whether the other nodes may see a reservation of the user's from this node. */
+  advertises(user: string): boolean;
   /** An exchange (publish this node's, read the others') that starts after the call. */
   fresh(): Promise<void>;
 }
@@ -202,14 +204,18 @@ export class UsageLedger {
         this.scheduleWrite();
         sync?.added(user, deltaBytes, deltaFiles);
       },
+      // Other nodes' reservations are read afresh only when some are known: one that ended
+      // is then not counted with its upload's bytes; a new one is seen within a second.
       refresh: async (user) => {
-        await Promise.all([sync?.refresh(user), peers?.fresh()]);
+        const held = peers?.reservedBy(user);
+        await Promise.all([sync?.refresh(user), held && (held.bytes !== 0 || held.files !== 0) ? peers!.fresh() : undefined]);
       },
       peerReserved: peers ? (user) => peers.reservedBy(user) : () => NOTHING_RESERVED,
-      // The usage first: in between, another node counts the upload twice (refuses) rather than not at all.
+      // The usage first: in between, another node counts the upload twice (refuses) rather
+      // than not at all. The load only when the others may hold a reservation of the user's.
       published: async (user) => {
         await sync?.pushed(user);
-        await peers?.fresh();
+        if (peers?.advertises(user)) await peers.fresh();
       },
     };
   }

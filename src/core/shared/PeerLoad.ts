@@ -26,6 +26,10 @@ export class PeerLoad {
   private running: Promise<void> | undefined;
   /** An exchange waiting for the running one to end (see fresh()). */
   private queued: Promise<void> | undefined;
+  /** Users with a reservation in the load the running exchange publishes. */
+  private sending = new Set<string>();
+  /** Users with a reservation in a load published before (as far as the other nodes may still have it). */
+  private sent = new Set<string>();
 
   constructor(
     private readonly store: SharedLoad,
@@ -42,14 +46,34 @@ export class PeerLoad {
 
   /** Publishes now and refreshes the sums (one exchange at a time; failures keep the last sums until they are stale). */
   exchange(): Promise<void> {
-    this.running ??= this.store
-      .exchange(this.local())
-      .then((others) => this.sum(others))
-      .catch(() => undefined)
+    if (this.running) return this.running;
+    const load = this.local();
+    this.sending = new Set(Object.keys(load.reserved));
+    this.running = this.store
+      .exchange(load)
+      .then(
+        (others) => {
+          this.sum(others);
+          this.sent = this.sending;
+        },
+        () => {
+          // It may or may not have landed: the other nodes may have either load.
+          for (const user of this.sending) this.sent.add(user);
+        },
+      )
       .finally(() => {
+        this.sending = new Set();
         this.running = undefined;
       });
     return this.running;
+  }
+
+  /**
+   * Whether the other nodes may see a reservation of `user`'s from this node (in the load
+   * last published, or being published): only then does an upload's end need fresh().
+   */
+  advertises(user: string): boolean {
+    return this.sending.has(user) || this.sent.has(user);
   }
 
   /**
