@@ -91,3 +91,17 @@ test('advertises(): whether the other nodes may see a reservation of the user fr
   await again;
   t.false(peers.advertises('q'));
 });
+
+test('a malformed reservation in another node\'s load counts as nothing and does not stop the others from counting', async (t) => {
+  const held = heldStore();
+  const peers = new PeerLoad(held.store, () => emptyLoad());
+  const done = peers.exchange();
+  held.answer([
+    { ips: {}, users: {}, reserved: { q: 5, r: 'x' } as unknown as NodeLoad['reserved'] },
+    { ips: { '192.0.2.1': 1 }, users: { q: 1 }, reserved: { q: [30, 1] } },
+  ]);
+  await done;
+  t.deepEqual(peers.reservedBy('q'), { bytes: 30, files: 1 });
+  t.deepEqual(peers.reservedBy('r'), { bytes: 0, files: 0 });
+  t.is(peers.sessionsOf('q'), 1);
+});

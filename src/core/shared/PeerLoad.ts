@@ -51,16 +51,14 @@ export class PeerLoad {
     this.sending = new Set(Object.keys(load.reserved));
     this.running = this.store
       .exchange(load)
-      .then(
-        (others) => {
-          this.sum(others);
-          this.sent = this.sending;
-        },
-        () => {
-          // It may or may not have landed: the other nodes may have either load.
-          for (const user of this.sending) this.sent.add(user);
-        },
-      )
+      .then((others) => {
+        this.sum(others);
+        this.sent = this.sending;
+      })
+      .catch(() => {
+        // It may or may not have landed: the other nodes may have either load.
+        for (const user of this.sending) this.sent.add(user);
+      })
       .finally(() => {
         this.sending = new Set();
         this.running = undefined;
@@ -126,7 +124,9 @@ export class PeerLoad {
     for (const load of others) {
       add(ips, load.ips);
       add(users, load.users);
-      for (const [user, [bytes, files]] of Object.entries(load.reserved)) {
+      for (const [user, entry] of Object.entries(load.reserved)) {
+        if (!Array.isArray(entry)) continue; // another node's malformed entry counts as nothing
+        const [bytes, files] = entry as unknown[];
         const r = reserved.get(user) ?? [0, 0];
         reserved.set(user, [r[0] + (Number(bytes) || 0), r[1] + (Number(files) || 0)]);
       }
