@@ -20,6 +20,7 @@ import {
 import { toDfosError } from '../src/client/errorMapping.js';
 import { parseListDate } from '../src/client/RemoteEntry.js';
 import { closedPort, collector, connectClient, sameBytes, startControlRelay, tempDir } from './helpers/clientFixtures.js';
+import { auditRecords } from './helpers/logFiles.js';
 import { RawFtp } from './helpers/rawFtp.js';
 import { startTestServer } from './helpers/testServer.js';
 
@@ -434,25 +435,13 @@ test('a connection lost between calls (server idle timeout) is reopened by the n
   t.teardown(() => srv.stop());
   const client = await connectClient(t, srv);
   await client.upload(Buffer.from('still here'), 'k.txt');
-  const audit = async () =>
-    (await readFile(join(srv.logDir, 'audit.log'), 'utf8').catch(() => ''))
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { action: string; user: string; session: string });
-  /** Polls audit.log (bounded: 15 s) until `done` holds for its records. */
-  const waitAudit = async (done: (records: Awaited<ReturnType<typeof audit>>) => boolean) => {
-    for (let i = 0; i < 300; i++) {
-      if (done(await audit())) return true;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    return false;
-  };
   // The server closes idle sessions after 1 s: wait until it has logged the logout.
-  t.true(await waitAudit((rs) => rs.some((r) => r.action === 'logout' && r.user === 'alice')), 'the idle session was closed');
+  const logout = await auditRecords(srv.logDir, (r) => r.action === 'logout' && r.user === 'alice', 1, 15_000);
+  t.is(logout.length, 1, 'the idle session was closed');
   t.deepEqual(await client.view('k.txt'), Buffer.from('still here'));
   // A second session logged in: the one the view opened.
-  const logins = (rs: Awaited<ReturnType<typeof audit>>) => new Set(rs.filter((r) => r.action === 'login' && r.user === 'alice').map((r) => r.session)).size;
-  t.true(await waitAudit((rs) => logins(rs) === 2), 'the client logged in again');
+  const logins = await auditRecords(srv.logDir, (r) => r.action === 'login' && r.user === 'alice', 2, 15_000);
+  t.is(new Set(logins.map((r) => r.session)).size, 2, 'the client logged in again');
 });
 
 test('resume: upload continues with APPE from the remote size (path, Buffer and Readable sources)', async (t) => {
